@@ -1,0 +1,4 @@
+from skinvl.cli import main
+import sys
+
+sys.exit(main())
