@@ -1,0 +1,115 @@
+"""Benchmark the evaluation path (one run, prints ratios; no assertions on time).
+
+1. Batched generation (batch 16) against a one-question-at-a-time loop, same tiny model, same
+   inputs, greedy: the answers must be identical; target >= 5x faster.
+2. The scorer on all 5,452 real MM-Skin test answers (../shared, predictions = the references
+   shuffled) with the paper protocol, BERTScore aside: target < 30 s.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/eval.py [--samples 32] [--repeats 3] [--max-new-tokens 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+TEST_CSV = Path(os.environ.get("MM_SKIN_SHARED", REPO.parent / "shared")) / "mmskin-release/Dataframe/test/vqa/MM-Skin_test.csv"
+
+
+def _timed(fn, repeats: int):
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def bench_generation(samples: int, repeats: int, max_new_tokens: int, batch_size: int) -> float:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import skinvl
+    from skinvl.generate import answer_batch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model, processor = skinvl.load("skinvl-tiny")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (32 + i % 7, 40, 3), dtype=np.uint8)) for i in range(samples)]
+    if TEST_CSV.is_file():
+        with TEST_CSV.open(newline="", encoding="utf-8") as f:
+            questions = [r["question"] for _, r in zip(range(samples), csv.DictReader(f), strict=False)]
+    else:
+        questions = [f"What does image {i} show?" + " Describe it." * (i % 3) for i in range(samples)]
+    kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1}
+    answer_batch(model, processor, images[:2], questions[:2], batch_size=2, **kwargs)  # warm-up
+
+    def one_at_a_time():
+        return [answer_batch(model, processor, [im], [q], batch_size=1, **kwargs)[0] for im, q in zip(images, questions, strict=True)]
+
+    def batched():
+        return answer_batch(model, processor, images, questions, batch_size=batch_size, **kwargs)
+
+    t_loop, loop_answers = _timed(one_at_a_time, repeats)
+    t_batch, batch_answers = _timed(batched, repeats)
+    same = loop_answers == batch_answers
+    n_diff = sum(a != b for a, b in zip(loop_answers, batch_answers, strict=True))
+    print(f"generation: {samples} questions, max_new_tokens={max_new_tokens}, median of {repeats}")
+    print(f"  one at a time : {t_loop:8.3f} s  ({samples / t_loop:6.1f} q/s)")
+    print(f"  batch {batch_size:<8}: {t_batch:8.3f} s  ({samples / t_batch:6.1f} q/s)")
+    print(f"  speed-up      : {t_loop / t_batch:8.2f}x   (target >= 5x)   identical greedy answers: {same}"
+          + ("" if same else f" ({n_diff} differ)"))
+    return t_loop / t_batch
+
+
+def bench_scorer(repeats: int) -> float | None:
+    from skinvl.evaluation.predictions import VQASample
+    from skinvl.evaluation.scoring import ScoreSettings, score_vqa
+
+    if not TEST_CSV.is_file():
+        print(f"scorer: {TEST_CSV} is absent; skipped")
+        return None
+    with TEST_CSV.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    shuffled = [r["answer"] for r in rows]
+    random.Random(0).shuffle(shuffled)
+    samples = [VQASample(r["question"], r["answer"], p, None, r["image"]) for r, p in zip(rows, shuffled, strict=True)]
+    settings = ScoreSettings(bertscore=False)
+    warnings.simplefilter("ignore")  # nltk warns on every zero n-gram count
+    seconds, result = _timed(lambda: score_vqa(samples, ["paper"], settings), repeats)
+    meteor = "computed" if result.metrics["paper"]["overall"]["meteor"] is not None else "unavailable here (no WordNet), not timed"
+    print(f"scorer: {len(samples)} real test answers, paper protocol, BERTScore aside, median of {repeats}")
+    print(f"  time          : {seconds:8.2f} s   (target < 30 s; {30 / seconds:.1f}x under)   METEOR {meteor}")
+    t_std, _ = _timed(lambda: score_vqa(samples, ["standard"], settings), 1)
+    print(f"  standard protocol (for reference, 1 run): {t_std:.2f} s")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both benchmarks and print the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args(argv)
+    bench_generation(args.samples, args.repeats, args.max_new_tokens, args.batch_size)
+    bench_scorer(args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

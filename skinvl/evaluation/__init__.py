@@ -1,0 +1,38 @@
+"""Evaluation of SkinVL (or any model's predictions) with the MM-Skin paper's protocol and ours.
+
+Modules, one per concern:
+
+- :mod:`~skinvl.evaluation.predictions`: read/write predictions files (CSV or JSONL);
+- :mod:`~skinvl.evaluation.scoring`: the VQA metrics, ``paper`` and ``standard`` protocols;
+- :mod:`~skinvl.evaluation.vqa`: batched generation over a VQA split, then scoring;
+- :mod:`~skinvl.evaluation.labels`: the authors' classification label CSVs;
+- :mod:`~skinvl.evaluation.zeroshot`: generative zero-shot classification;
+- :mod:`~skinvl.evaluation.probe`: the linear probe on projector features;
+- :mod:`~skinvl.evaluation.report`: results.json, Markdown, CSV and PNG outputs;
+- :mod:`~skinvl.evaluation.cli`: ``skinvl eval {vqa,score,zeroshot,probe}``.
+
+results.json (``schema_version`` 1), common keys:
+
+- ``task``: "vqa", "zero-shot-classification" or "linear-probe-classification";
+- ``model``, ``dataset`` (path/id, or the label CSV), ``split``, ``protocol``;
+- ``metrics``: headline numbers, all fractions in [0, 1] (counts as integers). For VQA a dict
+  per protocol, ``{"paper": {"bleu_1": ..., "rouge_l": ..., "meteor": ..., ...}, "standard":
+  {...}}`` computed over all samples; for classification ``{"accuracy", "macro_f1",
+  "balanced_accuracy", ...}``;
+- ``per_modality`` (VQA): ``{protocol: {modality: {metric: value, "n": count}}}``;
+- ``per_class`` (classification): ``{class: {"recall", "support"}}``, plus ``confusion_matrix``;
+- ``unavailable``: ``{metric: {"reason", "fix"}}`` for metrics whose resources are missing; their
+  value in ``metrics`` is null, never 0;
+- ``created_at`` and ``files`` (the other outputs, relative to the folder).
+
+Example::
+
+    skinvl eval score --predictions preds.csv --out results/gpt4o
+    skinvl eval vqa --model zwq803/SkinVL-PubMM --data ./mm-skin --out results/skinvl
+"""
+
+from __future__ import annotations
+
+from skinvl.evaluation.cli import register_cli
+
+__all__ = ["register_cli"]

@@ -1,0 +1,256 @@
+"""The paper's linear probe ("SFT" classification): frozen image features + logistic regression.
+
+Features: the multimodal projector's output for each image (``model.get_image_features``: vision
+tower -> feature layer -> projector, one vector per patch token), mean-pooled over the patch
+tokens. Extracted in batches under ``torch.inference_mode`` and cached on disk, one ``.npy`` per
+image under ``<cache>/<model key>/``: the model key hashes the config, the image processor's
+settings and the vision tower + projector weights; the image key hashes the file's bytes. A
+second run with the same model and images therefore loads every vector from the cache.
+
+Classifier (as the paper): ``StandardScaler`` + ``LogisticRegression``, C chosen from
+``10 ** linspace(-5, 1, 10)`` by 5-fold stratified cross-validation (sklearn's default
+``StratifiedKFold(5)``, no shuffling) on ROC-AUC (one-vs-rest for more than two classes), refit
+on the whole training set. Test metrics: accuracy, macro F1, balanced accuracy, AUROC (binary,
+or macro one-vs-rest) and expected calibration error (15 equal-width bins on the top-class
+probability).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinvl.evaluation.labels import read_label_csv, resolve_images
+from skinvl.evaluation.zeroshot import classification_metrics, write_classification_outputs
+
+C_GRID = 10 ** np.linspace(-5, 1, 10)
+CV_FOLDS = 5
+ECE_BINS = 15
+
+
+def default_cache_dir() -> Path:
+    """``$SKINVL_CACHE`` or ``$XDG_CACHE_HOME/skinvl`` (``~/.cache/skinvl``), + ``probe-features``."""
+    base = os.environ.get("SKINVL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "skinvl"
+    return Path(base) / "probe-features"
+
+
+def model_key(model, processor) -> str:
+    """Identity of everything that determines a feature vector: config, preprocessing, weights."""
+    import torch
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(model.config.to_json_string(use_diff=False).encode())
+    image_processor = getattr(processor, "image_processor", processor)
+    h.update(json.dumps(image_processor.to_dict(), sort_keys=True, default=str).encode())
+    inner = getattr(model, "model", model)
+    for part in ("vision_tower", "multi_modal_projector"):
+        module = getattr(inner, part)
+        for name, tensor in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            t = tensor.detach().to("cpu")
+            if t.dtype == torch.bfloat16:  # numpy has no bfloat16: hash the raw 16-bit words
+                t = t.view(torch.int16)
+            h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def file_key(path: str | Path) -> str:
+    """Identity of an image file: the hash of its bytes (a renamed copy hits the same entry)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _pool(model, pixel_values):
+    import torch
+
+    out = model.get_image_features(pixel_values=pixel_values)
+    feats = getattr(out, "pooler_output", out)
+    if isinstance(feats, (list, tuple)):
+        feats = torch.stack(list(feats))
+    return feats.mean(dim=1)  # mean over patch tokens -> (batch, hidden)
+
+
+def extract_features(
+    model,
+    processor,
+    image_paths: Sequence[str | Path],
+    *,
+    batch_size: int = 16,
+    cache_dir: str | Path | None = None,
+    description: str = "features",
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Mean-pooled projector features of ``image_paths`` (float32, one row per image), cached.
+
+    Returns the features and ``{"cached": n, "computed": m}``.
+    """
+    import torch
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = cache / model_key(model, processor)
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = [file_key(p) for p in image_paths]
+    vectors: dict[str, np.ndarray] = {}
+    for k in set(keys):
+        f = folder / f"{k}.npy"
+        if f.is_file():
+            vectors[k] = np.load(f)
+    todo_keys = list(dict.fromkeys(k for k in keys if k not in vectors))
+    first_path = {k: p for k, p in zip(reversed(keys), reversed(list(image_paths)), strict=True)}
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    image_processor = getattr(processor, "image_processor", processor)
+    with torch.inference_mode(), tqdm(total=len(todo_keys), desc=description, unit="image") as bar:
+        for start in range(0, len(todo_keys), batch_size):
+            batch = todo_keys[start : start + batch_size]
+            images = []
+            for k in batch:
+                with Image.open(first_path[k]) as im:
+                    images.append(im.convert("RGB"))
+            pixel_values = image_processor(images, return_tensors="pt")["pixel_values"].to(device, dtype)
+            pooled = _pool(model, pixel_values).float().cpu().numpy()
+            for k, v in zip(batch, pooled, strict=True):
+                vectors[k] = v
+                np.save(folder / f"{k}.npy", v)
+            bar.update(len(batch))
+    features = np.stack([vectors[k] for k in keys]).astype(np.float32)
+    return features, {"cached": len(set(keys)) - len(todo_keys), "computed": len(todo_keys)}
+
+
+def expected_calibration_error(proba: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """Top-label ECE: sum over equal-width confidence bins of |accuracy - confidence| x bin share."""
+    confidence = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y_true).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (confidence > lo) & (confidence <= hi) if lo > 0 else (confidence >= lo) & (confidence <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def fit_probe(
+    train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray, test_y: Sequence[str], classes: Sequence[str]
+) -> dict[str, Any]:
+    """Fit the paper's probe on train features and evaluate on test features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    index = {c: i for i, c in enumerate(classes)}
+    ytr = np.array([index[y] for y in train_y])
+    yte = np.array([index[y] for y in test_y])
+    counts = np.bincount(ytr, minlength=len(classes))
+    if (counts == 0).any() or counts.min() < CV_FOLDS:
+        bad = {c: int(n) for c, n in zip(classes, counts, strict=True) if n < CV_FOLDS}
+        raise ValueError(
+            f"the training labels need at least {CV_FOLDS} images per class for {CV_FOLDS}-fold "
+            f"stratified CV; these classes have fewer: {bad}."
+        )
+    scoring = "roc_auc" if len(classes) == 2 else "roc_auc_ovr"
+    search = GridSearchCV(
+        Pipeline([("scaler", StandardScaler()), ("clf", LogisticRegression(max_iter=1000))]),
+        {"clf__C": C_GRID},
+        cv=StratifiedKFold(n_splits=CV_FOLDS),
+        scoring=scoring,
+        refit=True,
+    )
+    search.fit(train_x, ytr)
+    proba = search.predict_proba(test_x)
+    pred = proba.argmax(axis=1)
+    result = classification_metrics([classes[i] for i in yte], [classes[i] for i in pred], classes)
+    unavailable: dict[str, dict[str, str]] = {}
+    try:
+        if len(classes) == 2:
+            auroc = float(roc_auc_score(yte, proba[:, 1]))
+        else:
+            auroc = float(roc_auc_score(yte, proba, multi_class="ovr", average="macro", labels=list(range(len(classes)))))
+    except ValueError as e:
+        auroc = None
+        unavailable["auroc"] = {"reason": f"AUROC is undefined on this test set: {e}", "fix": "test on a set with every class present"}
+    metrics = result["metrics"]
+    metrics.pop("unparseable", None)  # a probe always predicts a class
+    metrics["auroc"] = auroc
+    metrics["ece"] = expected_calibration_error(proba, yte)
+    result["best_C"] = float(search.best_params_["clf__C"])
+    result["cv_auroc"] = float(search.best_score_)
+    result["unavailable"] = unavailable
+    result["confusion_matrix"]["columns"] = list(classes)
+    result["confusion_matrix"]["counts"] = [row[: len(classes)] for row in result["confusion_matrix"]["counts"]]
+    result["predictions"] = [classes[i] for i in pred]
+    result["proba"] = proba
+    return result
+
+
+def run_probe(
+    model_name: str,
+    train_labels: str | Path,
+    test_labels: str | Path,
+    images_root: str | Path,
+    out_dir: str | Path,
+    *,
+    batch_size: int = 16,
+    cache_dir: str | Path | None = None,
+    limit: int | None = None,
+    dtype: str | None = None,
+    device_map: str | None = None,
+    model_and_processor: tuple | None = None,
+) -> dict[str, Any]:
+    """``skinvl eval probe``: features for train and test images, fit, evaluate, write outputs."""
+    train = read_label_csv(train_labels)
+    test = read_label_csv(test_labels, classes=train.classes)
+    train_pairs = resolve_images(train, images_root, limit)
+    test_pairs = resolve_images(test, images_root, limit)
+    if model_and_processor is None:
+        import skinvl
+
+        model_and_processor = skinvl.load(model_name, dtype=dtype, device_map=device_map)
+    model, processor = model_and_processor
+    train_x, train_cache = extract_features(
+        model, processor, [p for _, p in train_pairs], batch_size=batch_size, cache_dir=cache_dir, description="train features"
+    )
+    test_x, test_cache = extract_features(
+        model, processor, [p for _, p in test_pairs], batch_size=batch_size, cache_dir=cache_dir, description="test features"
+    )
+    result = fit_probe(train_x, [r.label for r, _ in train_pairs], test_x, [r.label for r, _ in test_pairs], train.classes)
+    payload = {
+        "task": "linear-probe-classification",
+        "model": model_name,
+        "dataset": str(test_labels),
+        "train_dataset": str(train_labels),
+        "split": "test",
+        "protocol": "paper",
+        "classes": train.classes,
+        "metrics": result["metrics"],
+        "per_class": result["per_class"],
+        "confusion_matrix": result["confusion_matrix"],
+        "best_C": result["best_C"],
+        "cv_auroc": result["cv_auroc"],
+        "feature_cache": {"train": train_cache, "test": test_cache, "dim": int(train_x.shape[1])},
+        "labels": {"train": train.summary(), "test": test.summary()},
+        "limit": limit,
+        "unavailable": result["unavailable"],
+        "files": {"predictions": "predictions.csv", "markdown": "results.md", "figure": "confusion_matrix.png"},
+    }
+    rows = [
+        {
+            "row": r.row, "image": r.image, "label": r.label, "prediction": pred,
+            "confidence": f"{float(p.max()):.6f}", "correct": pred == r.label,
+        }
+        for (r, _), pred, p in zip(test_pairs, result["predictions"], result["proba"], strict=True)
+    ]
+    write_classification_outputs(Path(out_dir), payload, rows, f"Linear probe: {Path(test_labels).stem}")
+    return payload

@@ -1,0 +1,351 @@
+"""VQA metrics: the paper's protocol, reproduced with the authors' libraries, and a sound one.
+
+``paper`` (DESIGN.md 1.3, exactly as the authors' scripts compute it)
+    - ``bleu_1`` .. ``bleu_4``: nltk ``corpus_bleu`` on whitespace tokens (``str.split()``), no
+      lowercasing, no smoothing, weights (1,0,0,0), (0.5,0.5,0,0), (0.33,0.33,0.33,0) (sic, the
+      authors' literal BLEU-3 weights) and (0.25,0.25,0.25,0.25);
+    - ``rouge_1``, ``rouge_2``, ``rouge_l``: F of the ``rouge`` package,
+      ``Rouge().get_scores(predictions, references, avg=True)``;
+    - ``meteor``: mean over samples of nltk ``meteor_score([reference.split()], prediction.split())``;
+    - ``bertscore_precision/recall/f1``: ``bert_score`` with bert-base-uncased, layer 9, no idf,
+      no baseline rescaling, averaged over samples;
+    - ``token_recall``: mean over samples of |set(pred) & set(ref)| / |set(ref)| on whitespace
+      tokens (case-sensitive, like the BLEU tokens).
+
+``standard`` (what we recommend)
+    - ``sacrebleu``: sacrebleu ``corpus_bleu`` (13a tokenizer, its default smoothing), divided by
+      100 so that every metric here is on a 0-1 scale;
+    - ``rouge_1``, ``rouge_2``, ``rouge_l``: F of Google's ``rouge-score`` with Porter stemming;
+    - ``meteor``: nltk METEOR on lowercased word/punctuation tokens (``\\w+|[^\\w\\s]``);
+    - ``bertscore_f1``: the same BERTScore run as the paper protocol (computed once);
+    - ``yes_no_accuracy`` / ``yes_no_f1`` / ``yes_no_count``: over the questions whose reference
+      answer starts with "yes" or "no": exact match of the prediction's first word against the
+      reference's (lowercased, punctuation stripped) and macro F1 over the two classes {yes, no}
+      (a prediction starting with anything else is wrong for both).
+
+Blank predictions. The ``rouge`` package raises ``ValueError("Hypothesis is empty.")`` on a
+prediction with no text once split on "." (e.g. "" or "..."), so the authors' script would
+crash. We score such a prediction 0 for ROUGE-1/2/L (it shares nothing with the reference),
+average over ALL samples, and report their number as ``empty_predictions``; the other libraries
+score blank predictions themselves (BLEU counts their length 0, METEOR and token recall give 0);
+BERTScore gives a blank candidate 0, as bert_score itself does (we bypass it for blanks because
+it crashes on them under transformers 5).
+
+Missing resources. METEOR needs NLTK's WordNet and BERTScore a BERT checkpoint. When one cannot
+be loaded the metric's value is ``None`` and ``unavailable[metric]`` holds the reason and the
+command that fixes it; it is never reported as 0.
+
+Per modality. Every metric is computed on each modality's subset (corpus BLEU is recomputed on
+the subset) and on all samples (``overall``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from skinvl.evaluation.predictions import VQASample
+
+PAPER_BLEU_WEIGHTS = {
+    "bleu_1": (1.0, 0.0, 0.0, 0.0),
+    "bleu_2": (0.5, 0.5, 0.0, 0.0),
+    "bleu_3": (0.33, 0.33, 0.33, 0.0),  # the authors' literal weights, not thirds
+    "bleu_4": (0.25, 0.25, 0.25, 0.25),
+}
+PAPER_BERTSCORE_MODEL = "bert-base-uncased"
+PAPER_BERTSCORE_LAYER = 9
+PROTOCOLS = ("paper", "standard")
+OVERALL = "overall"
+
+_STANDARD_TOKEN = re.compile(r"\w+|[^\w\s]")
+_FIRST_WORD = re.compile(r"[a-z']+")
+
+
+@dataclass
+class ScoreSettings:
+    """Where the scorer finds its offline resources.
+
+    ``bertscore_model``: a Hub id or a local folder with a BERT checkpoint + tokenizer
+    (default the paper's bert-base-uncased, which must already be in the HF cache offline);
+    ``bertscore_layer``: the layer whose embeddings are compared (the paper's 9);
+    ``bertscore``: set False to skip BERTScore (it is then reported unavailable, not 0);
+    ``nltk_data``: extra folders searched for NLTK data (WordNet for METEOR).
+    """
+
+    bertscore_model: str = PAPER_BERTSCORE_MODEL
+    bertscore_layer: int = PAPER_BERTSCORE_LAYER
+    bertscore_batch_size: int = 64
+    bertscore: bool = True
+    nltk_data: list[str] = field(default_factory=list)
+    device: str | None = None
+
+
+@dataclass
+class ScoreResult:
+    """Scores of one predictions set.
+
+    ``metrics[protocol][group][metric]`` where group is ``"overall"`` or a modality; a value is
+    None when the metric could not run, with the reason in ``unavailable[metric]``.
+    """
+
+    metrics: dict[str, dict[str, dict[str, float | int | None]]]
+    unavailable: dict[str, dict[str, str]]
+    n_samples: int
+    empty_predictions: int
+    per_sample: dict[str, list[float | None]]
+
+
+# --------------------------------------------------------------------------------- resources
+
+
+def wordnet_unavailable(nltk_data: Sequence[str] = ()) -> dict[str, str] | None:
+    """Return None when nltk can load WordNet, else ``{"reason", "fix"}`` for the report."""
+    import nltk
+
+    for folder in nltk_data:
+        if folder not in nltk.data.path:
+            nltk.data.path.insert(0, folder)
+    from nltk.corpus import wordnet
+
+    try:
+        wordnet.ensure_loaded()
+    except LookupError as e:
+        first = next((ln.strip() for ln in str(e).splitlines() if "not found" in ln), "")
+        return {
+            "reason": f"NLTK's WordNet corpus, which METEOR needs, is not installed ({first or 'LookupError'}).",
+            "fix": "python -m nltk.downloader wordnet  (or pass --nltk-data FOLDER holding corpora/wordnet)",
+        }
+    return None
+
+
+def bertscore(
+    predictions: Sequence[str], references: Sequence[str], settings: ScoreSettings
+) -> tuple[dict[str, list[float]] | None, dict[str, str] | None]:
+    """Per-sample BERTScore P/R/F1 with the paper's settings, or (None, reason) if it cannot run."""
+    if not settings.bertscore:
+        return None, {"reason": "BERTScore was switched off (--no-bertscore).", "fix": "drop --no-bertscore"}
+    import bert_score
+
+    # bert_score scores a blank candidate 0 ("Empty candidate sentence detected; setting raw
+    # BERTscores to 0"), but with transformers 5 it crashes first (it encodes "" through the
+    # slow-tokenizer-only build_inputs_with_special_tokens). So blank ones get that 0 here and
+    # only the others go through the library.
+    keep = [i for i, p in enumerate(predictions) if p.strip()]
+    zeros = [0.0] * len(predictions)
+    if not keep:
+        return {"precision": list(zeros), "recall": list(zeros), "f1": list(zeros)}, None
+    try:
+        p, r, f = bert_score.score(
+            [predictions[i] for i in keep],
+            [references[i] for i in keep],
+            model_type=settings.bertscore_model,
+            num_layers=settings.bertscore_layer,
+            idf=False,
+            rescale_with_baseline=False,
+            batch_size=settings.bertscore_batch_size,
+            device=settings.device,
+            # transformers 5 ships fast tokenizers only; WordPiece gives the same pieces either way.
+            use_fast_tokenizer=True,
+        )
+    except (OSError, ValueError, AssertionError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return None, {
+            "reason": f"BERTScore could not load {settings.bertscore_model!r} "
+            f"(layer {settings.bertscore_layer}): {first}",
+            "fix": "download bert-base-uncased once (huggingface-cli download bert-base-uncased) "
+            "or pass --bertscore-model PATH to a local BERT checkpoint folder",
+        }
+    out = {"precision": list(zeros), "recall": list(zeros), "f1": list(zeros)}
+    for name, values in (("precision", p), ("recall", r), ("f1", f)):
+        for i, v in zip(keep, values.tolist(), strict=True):
+            out[name][i] = v
+    return out, None
+
+
+# ------------------------------------------------------------------------------ the metrics
+
+
+def is_rouge_empty(text: str) -> bool:
+    """True when the ``rouge`` package would raise "Hypothesis is empty." on ``text``.
+
+    It splits on "." and keeps the non-empty pieces; no piece left means an empty hypothesis.
+    """
+    return not any(len(piece) > 0 for piece in text.split("."))
+
+
+def paper_rouge(predictions: Sequence[str], references: Sequence[str]) -> list[dict[str, float]]:
+    """Per-sample ROUGE-1/2/L F of the ``rouge`` package; 0 for predictions it calls empty."""
+    from rouge import Rouge
+
+    zero = {"rouge-1": 0.0, "rouge-2": 0.0, "rouge-l": 0.0}
+    keep = [i for i, p in enumerate(predictions) if not is_rouge_empty(p)]
+    out: list[dict[str, float]] = [dict(zero) for _ in predictions]
+    if keep:
+        scores = Rouge().get_scores([predictions[i] for i in keep], [references[i] for i in keep])
+        for i, s in zip(keep, scores, strict=True):
+            out[i] = {k: v["f"] for k, v in s.items()}
+    return out
+
+
+def token_recall(prediction: str, reference: str) -> float:
+    """|set(pred tokens) & set(ref tokens)| / |set(ref tokens)| on whitespace tokens."""
+    ref = set(reference.split())
+    return len(set(prediction.split()) & ref) / len(ref)
+
+
+def first_word(text: str) -> str:
+    """The first word of an answer, lowercased, punctuation stripped ("Yes, it is" -> "yes")."""
+    m = _FIRST_WORD.search(text.lower())
+    return m.group(0) if m else ""
+
+
+def _mean(values: Sequence[float]) -> float:
+    # Plain left-to-right sum, as the rouge package and numpy-free scripts do.
+    return sum(values) / len(values)
+
+
+@dataclass
+class _PerSample:
+    """Per-sample metric values computed once over all samples, then averaged per group."""
+
+    rouge: list[dict[str, float]]
+    token_recall: list[float]
+    meteor_paper: list[float] | None
+    meteor_standard: list[float] | None
+    bert: dict[str, list[float]] | None
+    rouge_score: list[dict[str, float]]
+
+
+def _paper_group(
+    idx: list[int], preds: Sequence[str], refs: Sequence[str], ps: _PerSample
+) -> dict[str, float | int | None]:
+    from nltk.translate.bleu_score import corpus_bleu
+
+    hyps = [preds[i].split() for i in idx]
+    refs_tok = [[refs[i].split()] for i in idx]
+    m: dict[str, float | int | None] = {"n": len(idx)}
+    # One call with the list of weight tuples (nltk >= 3.7): the n-gram counts are collected
+    # once instead of four times; each value equals a separate call with that tuple.
+    bleu = corpus_bleu(refs_tok, hyps, weights=list(PAPER_BLEU_WEIGHTS.values()))
+    for name, value in zip(PAPER_BLEU_WEIGHTS, bleu, strict=True):
+        m[name] = float(value)
+    for name, key in (("rouge_1", "rouge-1"), ("rouge_2", "rouge-2"), ("rouge_l", "rouge-l")):
+        m[name] = _mean([ps.rouge[i][key] for i in idx])
+    m["meteor"] = _mean([ps.meteor_paper[i] for i in idx]) if ps.meteor_paper else None
+    for part in ("precision", "recall", "f1"):
+        m[f"bertscore_{part}"] = _mean([ps.bert[part][i] for i in idx]) if ps.bert else None
+    m["token_recall"] = _mean([ps.token_recall[i] for i in idx])
+    return m
+
+
+def _standard_group(
+    idx: list[int], preds: Sequence[str], refs: Sequence[str], ps: _PerSample
+) -> dict[str, float | int | None]:
+    import sacrebleu
+    from sklearn.metrics import f1_score
+
+    m: dict[str, float | int | None] = {"n": len(idx)}
+    m["sacrebleu"] = sacrebleu.corpus_bleu([preds[i] for i in idx], [[refs[i] for i in idx]]).score / 100
+    for name in ("rouge_1", "rouge_2", "rouge_l"):
+        m[name] = _mean([ps.rouge_score[i][name] for i in idx])
+    m["meteor"] = _mean([ps.meteor_standard[i] for i in idx]) if ps.meteor_standard else None
+    m["bertscore_f1"] = _mean([ps.bert["f1"][i] for i in idx]) if ps.bert else None
+    yn = [i for i in idx if first_word(refs[i]) in ("yes", "no")]
+    m["yes_no_count"] = len(yn)
+    if yn:
+        truth = [first_word(refs[i]) for i in yn]
+        guess = [first_word(preds[i]) for i in yn]
+        m["yes_no_accuracy"] = sum(t == g for t, g in zip(truth, guess, strict=True)) / len(yn)
+        m["yes_no_f1"] = float(
+            f1_score(truth, guess, labels=["yes", "no"], average="macro", zero_division=0)
+        )
+    else:
+        m["yes_no_accuracy"] = m["yes_no_f1"] = None
+    return m
+
+
+def score_vqa(
+    samples: Sequence[VQASample],
+    protocols: Sequence[str] = PROTOCOLS,
+    settings: ScoreSettings | None = None,
+) -> ScoreResult:
+    """Score VQA predictions with the ``paper`` and/or ``standard`` protocol, overall and per modality.
+
+    >>> from skinvl.evaluation.predictions import VQASample
+    >>> r = score_vqa([VQASample("Q?", "Yes, it is.", "Yes, it is.")], ["paper"],
+    ...               ScoreSettings(bertscore=False))  # doctest: +SKIP
+    >>> r.metrics["paper"]["overall"]["bleu_1"]  # doctest: +SKIP
+    1.0
+    """
+    settings = settings or ScoreSettings()
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown protocol(s) {unknown}; choose from {list(PROTOCOLS)}")
+    if not samples:
+        raise ValueError("no samples to score")
+    preds = [s.prediction for s in samples]
+    refs = [s.answer for s in samples]
+    unavailable: dict[str, dict[str, str]] = {}
+
+    meteor_paper = meteor_standard = None
+    missing_wordnet = wordnet_unavailable(settings.nltk_data)
+    if missing_wordnet:
+        unavailable["meteor"] = missing_wordnet
+    else:
+        from nltk.translate.meteor_score import meteor_score
+
+        if "paper" in protocols:
+            meteor_paper = [meteor_score([r.split()], p.split()) for p, r in zip(preds, refs, strict=True)]
+        if "standard" in protocols:
+            meteor_standard = [
+                meteor_score([_STANDARD_TOKEN.findall(r.lower())], _STANDARD_TOKEN.findall(p.lower()))
+                for p, r in zip(preds, refs, strict=True)
+            ]
+
+    bert, bert_missing = bertscore(preds, refs, settings)
+    if bert_missing:
+        unavailable["bertscore"] = bert_missing
+
+    rouge_score_values: list[dict[str, float]] = []
+    if "standard" in protocols:
+        from rouge_score import rouge_scorer
+
+        scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+        for p, r in zip(preds, refs, strict=True):
+            s = scorer.score(r, p)
+            rouge_score_values.append(
+                {"rouge_1": s["rouge1"].fmeasure, "rouge_2": s["rouge2"].fmeasure, "rouge_l": s["rougeL"].fmeasure}
+            )
+    per = _PerSample(
+        rouge=paper_rouge(preds, refs) if "paper" in protocols else [],
+        token_recall=[token_recall(p, r) for p, r in zip(preds, refs, strict=True)],
+        meteor_paper=meteor_paper,
+        meteor_standard=meteor_standard,
+        bert=bert,
+        rouge_score=rouge_score_values,
+    )
+
+    groups: dict[str, list[int]] = {OVERALL: list(range(len(samples)))}
+    if any(s.modality for s in samples):
+        for i, s in enumerate(samples):
+            groups.setdefault(s.modality or "unknown", []).append(i)
+    metrics: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    for protocol in protocols:
+        fn = _paper_group if protocol == "paper" else _standard_group
+        metrics[protocol] = {g: fn(idx, preds, refs, per) for g, idx in groups.items()}
+
+    per_sample: dict[str, list[float | None]] = {"token_recall": list(per.token_recall)}
+    if per.rouge:
+        per_sample["rouge_l"] = [r["rouge-l"] for r in per.rouge]
+    if meteor_paper:
+        per_sample["meteor"] = list(meteor_paper)
+    if bert:
+        per_sample["bertscore_f1"] = list(bert["f1"])
+    return ScoreResult(
+        metrics=metrics,
+        unavailable=unavailable,
+        n_samples=len(samples),
+        empty_predictions=sum(is_rouge_empty(p) or not p.strip() for p in preds),
+        per_sample=per_sample,
+    )

@@ -1,0 +1,96 @@
+"""``skinvl eval vqa`` end to end: the sample dataset, the tiny model, generation, scoring, files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "examples" / "mm-skin-sample"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import skinvl
+
+    return skinvl.load("skinvl-tiny")
+
+
+@pytest.fixture(scope="module")
+def vqa_folder(tmp_path_factory) -> Path:
+    """The DATASET engineer's sample release built into a Hub folder (Parquet + README configs)."""
+    import mm_skin_dataset
+
+    if not SAMPLE.is_dir():
+        pytest.skip(f"{SAMPLE} is absent")
+    out = tmp_path_factory.mktemp("mm-skin") / "mm-skin"
+    mm_skin_dataset.build(SAMPLE, out, overwrite=True)
+    return out
+
+
+def test_eval_vqa_end_to_end(vqa_folder, tiny, tmp_path):
+    from skinvl.evaluation.scoring import ScoreSettings
+    from skinvl.evaluation.vqa import run_vqa
+
+    out = tmp_path / "out"
+    doc = run_vqa(
+        "skinvl-tiny", str(vqa_folder), out, batch_size=4, max_new_tokens=6,
+        settings=ScoreSettings(bertscore=False), model_and_processor=tiny,
+    )
+    assert doc["task"] == "vqa" and doc["split"] == "test" and doc["config"] == "vqa"
+    assert doc["decoding"]["name"] == "greedy" and doc["decoding"]["do_sample"] is False
+    assert set(doc["metrics"]) == {"paper", "standard"}
+    assert set(doc["per_modality"]["paper"]) == {"clinical", "dermoscopic", "pathology"}
+    assert doc["metrics"]["paper"]["meteor"] is None or "meteor" not in doc["unavailable"]
+    rows = list(csv.DictReader((out / "predictions.csv").open(encoding="utf-8")))
+    assert len(rows) == doc["n_samples"] == 12
+    assert all(r["modality"] in {"clinical", "dermoscopic", "pathology"} for r in rows)
+    assert json.loads((out / "results.json").read_text())["n_samples"] == 12
+    assert (out / "vqa_scores.png").read_bytes()[:4] == b"\x89PNG"
+
+    # The raw predictions file is exactly what `eval score` reads: scoring it again agrees.
+    from skinvl.evaluation.vqa import run_score
+
+    again = run_score(out / "predictions_raw.csv", tmp_path / "rescored", settings=ScoreSettings(bertscore=False))
+    assert again["metrics"] == doc["metrics"]
+
+    # Batched greedy answers equal one-at-a-time answers (left padding done right).
+    from skinvl.evaluation.vqa import generate_predictions, load_vqa_split
+
+    ds = load_vqa_split(str(vqa_folder), limit=4)
+    single = generate_predictions(*tiny, ds, batch_size=1, max_new_tokens=6)
+    assert [s.prediction for s in single] == [r["prediction"] for r in rows[:4]]
+
+
+def test_paper_decoding_is_seeded(vqa_folder, tiny):
+    from skinvl.evaluation.vqa import decoding_kwargs, generate_predictions, load_vqa_split
+
+    kwargs = decoding_kwargs("paper")
+    assert kwargs == {"do_sample": True, "temperature": 0.2, "top_p": 0.9, "num_beams": 5,
+                      "min_new_tokens": 20, "max_new_tokens": 256}
+    assert decoding_kwargs("paper", 4)["min_new_tokens"] == 4
+    ds = load_vqa_split(str(vqa_folder), limit=2)
+    a = generate_predictions(*tiny, ds, batch_size=2, decoding="paper", max_new_tokens=4, seed=3)
+    b = generate_predictions(*tiny, ds, batch_size=2, decoding="paper", max_new_tokens=4, seed=3)
+    assert [s.prediction for s in a] == [s.prediction for s in b]
+
+
+def test_cli_parses_all_eval_commands():
+    import argparse
+
+    from skinvl.evaluation import register_cli
+
+    parser = argparse.ArgumentParser(prog="skinvl")
+    register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", "vqa", "--model", "m", "--data", "d", "--out", "o", "--decoding", "paper"])
+    assert args.decoding == "paper" and args.config == "vqa" and args.split == "test" and args.protocol == "both"
+    args = parser.parse_args(["eval", "zeroshot", "--model", "m", "--labels", "l.csv", "--images", "i", "--out", "o"])
+    assert args.protocol == "robust" and args.max_new_tokens == 64
+    args = parser.parse_args(["eval", "probe", "--model", "m", "--train-labels", "a", "--test-labels", "b",
+                              "--images", "i", "--out", "o"])
+    assert callable(args.func)
+    args = parser.parse_args(["eval", "score", "--predictions", "p.csv", "--out", "o", "--bertscore-model", "/x"])
+    assert args.bertscore_model == "/x" and args.bertscore_layer == 9

@@ -1,0 +1,476 @@
+"""skinvl train: label mask, data loading and mixing, LoRA targeting, overfitting, merge, resume.
+
+Everything runs on CPU with the ``skinvl-tiny`` preset (random weights) and tiny MM-Skin-format
+datasets written to tmp_path as Parquet with a README ``configs:`` block, as the release is.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from datasets import ClassLabel, Features, Image, List, Value
+from PIL import Image as PILImage
+
+import skinvl
+from skinvl import train as skinvl_train
+from skinvl.train import (
+    IGNORE_INDEX,
+    ConversationCollator,
+    TrainOptions,
+    apply_lora,
+    language_model_lora_targets,
+    load_conversations,
+    train,
+)
+
+COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
+ANSWERS = [
+    "A melanoma with an atypical pigment network.",
+    "A psoriasis plaque with silver scale.",
+    "Acanthosis and parakeratosis in the dermis.",
+    "A pearly papule with arborizing vessels.",
+]
+README = """---
+configs:
+- config_name: vqa
+  default: true
+  data_files:
+  - split: train
+    path: vqa/train-*.parquet
+- config_name: instruct
+  data_files:
+  - split: train
+    path: instruct/train-*.parquet
+---
+"""
+MESSAGES_FEATURE = List(
+    {"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})}
+)
+
+
+def _images() -> list[PILImage.Image]:
+    return [PILImage.new("RGB", (40 + 8 * i, 32), c) for i, c in enumerate(COLORS)]
+
+
+def _instruct_messages(answer: str, index: int) -> list[dict]:
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "text": None},
+                {"type": "text", "text": "Describe the lesion."},
+            ],
+        },
+        {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+        {"role": "user", "content": [{"type": "text", "text": "Is it symmetric?"}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Yes." if index % 2 else "No."}],
+        },
+    ]
+
+
+def write_release(root: Path, answers: list[str] = ANSWERS) -> Path:
+    """A tiny MM-Skin-format folder: vqa + instruct configs, Parquet with embedded images."""
+    images = _images()[: len(answers)]
+    vqa = datasets.Dataset.from_dict(
+        {
+            "image": images,
+            "image_id": [f"bk1_{i}" for i in range(len(answers))],
+            "question": ["What is the diagnosis?"] * len(answers),
+            "answer": answers,
+            "modality": [i % 3 for i in range(len(answers))],
+        },
+        features=Features(
+            {
+                "image": Image(),
+                "image_id": Value("string"),
+                "question": Value("string"),
+                "answer": Value("string"),
+                "modality": ClassLabel(names=["clinical", "dermoscopic", "pathology"]),
+            }
+        ),
+    )
+    (root / "vqa").mkdir(parents=True)
+    vqa.to_parquet(str(root / "vqa" / "train-00000-of-00001.parquet"))
+    instruct = datasets.Dataset.from_dict(
+        {
+            "images": [[image] for image in images],
+            "messages": [_instruct_messages(a, i) for i, a in enumerate(answers)],
+            "source": ["MM"] * len(answers),
+        },
+        features=Features(
+            {"images": List(Image()), "messages": MESSAGES_FEATURE, "source": Value("string")}
+        ),
+    )
+    (root / "instruct").mkdir()
+    instruct.to_parquet(str(root / "instruct" / "train-00000-of-00001.parquet"))
+    (root / "README.md").write_text(README)
+    return root
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_release(tmp_path_factory.mktemp("release"))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple:
+    return skinvl.load("skinvl-tiny")
+
+
+# ------------------------------------------------------------------ label mask
+
+
+def expected_mask(tokens: list[str], eos: str, pad_from: int) -> list[bool]:
+    """Independent rule: a token is learned iff it lies after an 'ASSISTANT:' (vicuna_v1) or
+    '[/INST]' (mistral_instruct) marker, up to and including the next eos; the separator space
+    right after the marker (a bare '▁' token) belongs to the prompt. ``tokens`` have '▁' -> ' '."""
+    mask, learning, text = [], False, ""
+    for i, token in enumerate(tokens):
+        if i >= pad_from:
+            mask.append(False)
+            continue
+        if learning == "start" and token.strip() == "":
+            mask.append(False)
+            continue
+        mask.append(bool(learning))
+        if learning and token == eos:
+            learning = False
+        text += token
+        if text.endswith(("ASSISTANT:", "[/INST]")):
+            learning, text = "start", ""
+    return mask
+
+
+def _conversation(image: PILImage.Image) -> dict:
+    return {
+        "images": [image],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "text": None},
+                    {"type": "text", "text": "What type of lesion is shown?"},
+                ],
+            },
+            {"role": "assistant", "content": [{"type": "text", "text": "A melanoma."}]},
+            {"role": "user", "content": [{"type": "text", "text": "Is it symmetric?"}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "No, the border is irregular."}],
+            },
+        ],
+    }
+
+
+@pytest.mark.parametrize("template", ["vicuna_v1", "mistral_instruct"])
+def test_label_mask_multi_turn_token_by_token(tiny, template):
+    _, processor = tiny
+    tokenizer = processor.tokenizer
+    long = _conversation(_images()[0])
+    short = {"images": long["images"], "messages": long["messages"][:2]}
+    batch = ConversationCollator(processor, template, max_length=2048)([long, short])
+
+    for row, example in enumerate((long, short)):
+        ids = batch["input_ids"][row].tolist()
+        labels = batch["labels"][row].tolist()
+        tokens = [tokenizer.convert_ids_to_tokens(i).replace("▁", " ") for i in ids]
+        length = int(batch["attention_mask"][row].sum())
+        want = expected_mask(tokens, tokenizer.eos_token, pad_from=length)
+        got = [label != IGNORE_INDEX for label in labels]
+        assert got == want, list(zip(tokens, got, want, strict=True))
+        # learned tokens carry their own id; the image tokens are never learned
+        assert all(label in (IGNORE_INDEX, i) for label, i in zip(labels, ids, strict=True))
+        assert processor.image_token_id in ids
+        assert all(
+            label == IGNORE_INDEX
+            for label, i in zip(labels, ids, strict=True)
+            if i == processor.image_token_id
+        )
+        learned = tokenizer.decode([i for i, g in zip(ids, got, strict=True) if g])
+        answers = [m["content"][0]["text"] for m in example["messages"] if m["role"] == "assistant"]
+        assert learned.replace(" ", "") == "".join(a + "</s>" for a in answers).replace(" ", "")
+
+
+def test_truncation_keeps_images_and_rejects_cut_images(tiny):
+    _, processor = tiny
+    example = _conversation(_images()[0])
+    full = ConversationCollator(processor, "vicuna_v1", 2048)([example])
+    n = full["input_ids"].shape[1]
+    cut = ConversationCollator(processor, "vicuna_v1", n - 3)([example])
+    assert cut["input_ids"].shape[1] == n - 3
+    assert torch.equal(cut["labels"], full["labels"][:, : n - 3])
+    first_image = full["input_ids"][0].tolist().index(processor.image_token_id)
+    with pytest.raises(ValueError, match="image tokens beyond --max-length"):
+        ConversationCollator(processor, "vicuna_v1", first_image + 1)([example])
+
+
+def test_template_without_generation_markers_is_refused(tiny):
+    _, processor = tiny
+    with pytest.raises(ValueError, match="no chat template 'chatml'"):
+        skinvl_train.resolve_template(processor, "chatml")
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_vqa_and_instruct_become_conversations(release):
+    vqa = load_conversations([str(release)], ["vqa"])
+    instruct = load_conversations([str(release)], ["instruct"])
+    assert vqa.column_names == instruct.column_names == ["images", "messages"]
+    assert len(vqa) == len(instruct) == 4
+    row = vqa[1]
+    assert isinstance(row["images"][0], PILImage.Image) and row["images"][0].size == (48, 32)
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+    assert row["messages"][0]["content"][0]["type"] == "image"
+    assert row["messages"][0]["content"][1]["text"] == "What is the diagnosis?"
+    assert row["messages"][1]["content"][0]["text"] == ANSWERS[1]
+    assert [m["role"] for m in instruct[2]["messages"]] == ["user", "assistant"] * 2
+
+
+def test_mix_concatenates_or_interleaves_with_proportions(release, tmp_path):
+    other = write_release(tmp_path / "other", answers=[f"Answer {i}." for i in range(4)])
+    both = load_conversations([str(release), str(other)], ["vqa"])
+    assert len(both) == 8
+    ours = {f"Answer {i}." for i in range(4)}
+
+    def from_other(rows) -> int:
+        return sum(r["messages"][1]["content"][0]["text"] in ours for r in rows)
+
+    skewed = load_conversations([str(release), str(other)], ["vqa"], mix=[1, 9], seed=0)
+    assert len(skewed) >= 8 and from_other(skewed) > len(skewed) - from_other(skewed)
+    first = load_conversations(
+        [str(release), str(other)], ["vqa"], mix=[1, 9], seed=0, mix_stopping="first_exhausted"
+    )
+    assert len(first) <= 8 and from_other(first) == 4  # stopped when `other` ran out
+    mixed = load_conversations(
+        [str(release), str(other)], ["vqa", "instruct"], mix=[0.5, 0.5], seed=0
+    )
+    turns = {len(r["messages"]) for r in mixed}
+    assert turns == {2, 4}  # vqa rows from one, multi-turn instruct rows from the other
+    with pytest.raises(ValueError, match="one per --data"):
+        load_conversations([str(release), str(other)], ["vqa"], mix=[1.0])
+    with pytest.raises(ValueError, match="positive proportions"):
+        load_conversations([str(release), str(other)], ["vqa"], mix=[0, 1])
+
+
+def test_save_to_disk_folder_and_plain_parquet_folder(release, tmp_path):
+    ds = datasets.load_dataset(str(release), "vqa", split="train")
+    ds.save_to_disk(str(tmp_path / "disk"))
+    assert len(load_conversations([str(tmp_path / "disk")], ["vqa"])) == 4
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    ds.to_parquet(str(plain / "train.parquet"))
+    assert len(load_conversations([str(plain)], ["vqa"])) == 4  # no configs: columns decide
+
+
+def test_bad_rows_are_reported_with_their_index(tmp_path):
+    root = write_release(tmp_path / "bad", answers=["Fine.", "  ", "Fine.", "Fine."])
+    with pytest.raises(ValueError, match=r"row 1 has answer='  '"):
+        load_conversations([str(root)], ["vqa"])
+    ds = datasets.Dataset.from_dict(
+        {"images": [[], []], "messages": [_instruct_messages("a", 0)] * 2},
+        features=Features({"images": List(Image()), "messages": MESSAGES_FEATURE}),
+    )
+    ds.save_to_disk(str(tmp_path / "noimg"))
+    with pytest.raises(ValueError, match=r"row 0 has 0 image\(s\) but 1 image item"):
+        load_conversations([str(tmp_path / "noimg")], ["instruct"])
+    with pytest.raises(ValueError, match="match neither the vqa schema"):
+        datasets.Dataset.from_dict({"text": ["x"]}).save_to_disk(str(tmp_path / "text"))
+        load_conversations([str(tmp_path / "text")], [None])
+
+
+# ------------------------------------------------------------------ LoRA and optimizer
+
+
+def test_lora_on_language_model_linears_only_projector_full_vision_frozen():
+    model, _ = skinvl.load("skinvl-tiny")
+    lm_linears = {
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and ".language_model." in f".{name}"
+    }
+    assert {n.rsplit(".", 1)[-1] for n in lm_linears} == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+    assert "language_model" in language_model_lora_targets(model)
+    peft_model = apply_lora(model, r=8, alpha=16, dropout=0.05)
+    wrapped = {
+        name.removeprefix("base_model.model.")
+        for name, module in peft_model.named_modules()
+        if hasattr(module, "lora_A")
+    }
+    assert wrapped == lm_linears
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all(
+        ("lora_" in n and ".language_model." in n) or "multi_modal_projector.modules_to_save" in n
+        for n in trainable
+    )
+    assert any("multi_modal_projector" in n for n in trainable)
+    assert not any("vision_tower" in n for n in trainable)
+    assert not any("lm_head" in n or "embed_tokens" in n for n in trainable)
+
+
+def test_paper_recipe_defaults_and_projector_param_group(release, tmp_path):
+    options = TrainOptions(model="skinvl-tiny", data=[str(release)], output=str(tmp_path))
+    assert (options.lora_r, options.lora_alpha, options.lora_dropout) == (128, 64, 0.05)
+    assert (options.learning_rate, options.projector_lr, options.weight_decay) == (5e-5, 2e-5, 0.01)
+    assert (options.epochs, options.warmup_ratio, options.max_length) == (1.0, 0.02, 2048)
+    assert options.template == "vicuna_v1" and options.gradient_checkpointing
+    args = skinvl_train.training_arguments(options)
+    assert args.lr_scheduler_type == "cosine" and args.activation_checkpointing
+    assert args.bf16 is False  # CPU has no bf16 training here
+    model, processor = skinvl.load("skinvl-tiny")
+    peft_model = apply_lora(model, r=8, alpha=16, dropout=0.0)
+    trainer = skinvl_train._make_trainer_class()(
+        model=peft_model,
+        args=args,
+        train_dataset=load_conversations([str(release)], ["vqa"]),
+        data_collator=ConversationCollator(processor, "vicuna_v1"),
+        projector_lr=2e-5,
+    )
+    optimizer = trainer.create_optimizer()
+    lrs = {}
+    names = {id(p): n for n, p in peft_model.named_parameters()}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            lrs[names[id(p)]] = (group["lr"], group["weight_decay"])
+    assert {lr for n, (lr, _) in lrs.items() if "multi_modal_projector" in n} == {2e-5}
+    assert {lr for n, (lr, _) in lrs.items() if "lora_" in n} == {5e-5}
+    assert {wd for n, (_, wd) in lrs.items() if n.endswith("bias")} == {0.0}
+    assert len(lrs) == sum(p.requires_grad for p in peft_model.parameters())
+
+
+# ------------------------------------------------------------------ training, merge, resume
+
+
+@pytest.fixture(scope="module")
+def trained(release, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run") / "lora"
+    options = TrainOptions(
+        model="skinvl-tiny",
+        data=[str(release)],
+        configs=["vqa"],
+        output=str(output),
+        batch_size=2,
+        max_steps=16,
+        learning_rate=5e-3,
+        projector_lr=2.5e-3,
+        lora_r=16,
+        lora_alpha=32,
+        lora_dropout=0.0,
+        warmup_ratio=0.0,
+        logging_steps=1,
+        save_steps=8,
+        report_to="none",
+        merge=True,
+    )
+    return options, train(options)
+
+
+def test_overfits_a_handful_of_samples(trained):
+    _, result = trained
+    losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
+    assert result.global_step == 16 and len(losses) == 16
+    assert sum(losses[-4:]) / 4 <= 0.5 * losses[0], losses
+    for entry in result.log_history[:-1]:  # the projector follows the schedule at half the lr
+        assert entry["projector_learning_rate"] == pytest.approx(entry["learning_rate"] / 2)
+
+
+def test_merged_logits_equal_peft_logits_and_merged_folder_generates(trained, release):
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    options, result = trained
+    base, processor = skinvl.load("skinvl-tiny")
+    base_projector = base.model.multi_modal_projector.linear_1.weight.detach().clone()
+    peft_model = PeftModel.from_pretrained(base, str(result.adapter_dir)).eval()
+    batch = ConversationCollator(processor, "vicuna_v1")(
+        list(load_conversations([str(release)], ["vqa"]))
+    )
+    batch.pop("labels")
+    with torch.no_grad():
+        lora_logits = peft_model(**batch).logits
+        plain_logits = peft_model.get_base_model()
+        with peft_model.disable_adapter():
+            base_logits = plain_logits(**batch).logits
+
+    merged = AutoModelForImageTextToText.from_pretrained(str(result.merged_dir)).eval()
+    assert type(merged).__name__ == "SkinVLForConditionalGeneration"
+    assert not torch.equal(merged.model.multi_modal_projector.linear_1.weight, base_projector)
+    with torch.no_grad():
+        merged_logits = merged(**batch).logits
+    assert not torch.allclose(lora_logits, base_logits, atol=1e-3)  # training changed the model
+    torch.testing.assert_close(merged_logits, lora_logits, atol=1e-4, rtol=1e-4)
+
+    merged_processor = AutoProcessor.from_pretrained(str(result.merged_dir))
+    prompt = merged_processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Diagnosis?"}]}],
+        chat_template="vicuna_v1",
+        add_generation_prompt=True,
+    )
+    inputs = merged_processor(images=_images()[0], text=prompt, return_tensors="pt")
+    out = merged.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_checkpoints_and_resume_through_the_cli(trained, tmp_path):
+    options, result = trained
+    assert sorted(p.name for p in result.adapter_dir.glob("checkpoint-*")) == [
+        "checkpoint-16",
+        "checkpoint-8",
+    ]
+    assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+    parser = argparse.ArgumentParser()
+    skinvl_train.register_cli(parser.add_subparsers())
+    argv = [
+        "train", "--model", "skinvl-tiny", "--data", options.data[0], "--config", "vqa",
+        "--output", str(tmp_path / "resumed"), "--batch-size", "2", "--max-steps", "16",
+        "--learning-rate", "5e-3", "--projector-lr", "2.5e-3", "--lora-r", "16",
+        "--lora-alpha", "32", "--lora-dropout", "0", "--warmup-ratio", "0", "--logging-steps",
+        "1", "--save-steps", "8", "--report-to", "none",
+        "--resume-from-checkpoint", str(result.adapter_dir / "checkpoint-8"),
+    ]  # fmt: skip
+    args = parser.parse_args(argv)
+    seen = {}
+    original = skinvl_train.train
+
+    def spy(opts):
+        seen["result"] = original(opts)
+        return seen["result"]
+
+    skinvl_train.train = spy
+    try:
+        assert args.func(args) == 0
+    finally:
+        skinvl_train.train = original
+    resumed = seen["result"]
+    assert resumed.global_step == 16
+    steps = [e["step"] for e in resumed.log_history if "loss" in e]
+    assert steps == list(range(1, 17))  # steps 1-8 restored from the checkpoint's state
+    first = {e["step"]: e["loss"] for e in result.log_history if "loss" in e}
+    again = {e["step"]: e["loss"] for e in resumed.log_history if "loss" in e}
+    assert again[9] == pytest.approx(first[9], rel=1e-4)  # same state, same data order
+
+
+def test_cli_help_and_accelerate_config_path(capsys):
+    parser = argparse.ArgumentParser()
+    skinvl_train.register_cli(parser.add_subparsers())
+    args = parser.parse_args(["train", "--print-accelerate-config", "deepspeed_zero3"])
+    assert args.func(args) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path.name == "deepspeed_zero3.yaml" and path.is_file()
+    with pytest.raises(SystemExit, match="--model, --data, --output required"):
+        args = parser.parse_args(["train"])
+        args.func(args)
