@@ -32,7 +32,6 @@ import collections
 import csv
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import re
@@ -809,19 +808,19 @@ def _cell(row: list[str], index: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def check_image_bytes(data: bytes) -> str | None:
+def check_image_bytes(data: bytes | pa.Buffer) -> str | None:
     """Why these bytes are not a usable image, or None. No pixel decoding.
 
     PIL identifies the format from the header and ``verify()`` walks the file structure (for
     PNG: every chunk and its CRC, up to IEND), which catches empty, truncated and corrupt
     files at a fraction of the cost of decoding (see bench/build.py).
     """
-    if not data:
+    if len(data) == 0:
         return "empty image file"
     from PIL import Image as PILImage  # local: PIL plugin registration is only needed here
 
     try:
-        with PILImage.open(io.BytesIO(data)) as img:
+        with PILImage.open(pa.BufferReader(data)) as img:
             img.verify()
     except PILImage.UnidentifiedImageError:
         return "undecodable image: not a recognised image format"
@@ -831,23 +830,30 @@ def check_image_bytes(data: bytes) -> str | None:
     return None
 
 
-def _read_one(path: Path) -> tuple[bytes | None, str | None]:
+def _read_one(path: Path) -> tuple[pa.Buffer | None, str | None]:
+    # Read straight into a buffer of Arrow's memory pool: the pool recycles its pages, where a
+    # fresh `bytes` per image costs page faults on every read (5x slower here, bench/build.py).
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            buf = pa.allocate_buffer(size)
+            n = f.readinto(memoryview(buf).cast("B")) if size else 0
     except FileNotFoundError:
         return None, "missing image file"
     except OSError as e:
         return None, f"unreadable image file: {e}"
-    problem = check_image_bytes(data)
-    return (None, problem) if problem else (data, None)
+    if n != size:
+        return None, f"unreadable image file: read {n} of {size} bytes (file changed during the build?)"
+    problem = check_image_bytes(buf)
+    return (None, problem) if problem else (buf, None)
 
 
-def _read_chunk(paths: list[Path]) -> list[tuple[bytes | None, str | None]]:
+def _read_chunk(paths: list[Path]) -> list[tuple[pa.Buffer | None, str | None]]:
     return [_read_one(p) for p in paths]
 
 
-def read_images_ordered(paths: Sequence[Path], num_proc: int = 1, chunk_size: int = 16) -> Iterator[tuple[bytes | None, str | None]]:
-    """Yield (bytes, None) or (None, reason) for each path, in order.
+def read_images_ordered(paths: Sequence[Path], num_proc: int = 1, chunk_size: int = 16) -> Iterator[tuple[pa.Buffer | None, str | None]]:
+    """Yield (pyarrow.Buffer, None) or (None, reason) for each path, in order.
 
     ``num_proc`` threads read and check chunks of files (file reads and zlib CRCs release the
     GIL); at most ``2 * num_proc`` chunks are in flight so memory stays bounded.
@@ -858,7 +864,7 @@ def read_images_ordered(paths: Sequence[Path], num_proc: int = 1, chunk_size: in
             yield from _read_chunk(chunk)
         return
     with ThreadPoolExecutor(max_workers=num_proc, thread_name_prefix="mm-skin-read") as pool:
-        pending: collections.deque[Future[list[tuple[bytes | None, str | None]]]] = collections.deque()
+        pending: collections.deque[Future[list[tuple[pa.Buffer | None, str | None]]]] = collections.deque()
         it = iter(chunks)
         for chunk in it:
             pending.append(pool.submit(_read_chunk, chunk))
@@ -877,11 +883,11 @@ def read_images_ordered(paths: Sequence[Path], num_proc: int = 1, chunk_size: in
 # --------------------------------------------------------------------------------------------
 
 
-def binary_array(values: Sequence[bytes]) -> pa.Array:
-    """A pyarrow binary array from bytes objects with one memcpy each.
+def binary_array(values: Sequence[bytes | pa.Buffer]) -> pa.Array:
+    """A pyarrow binary array holding ``values`` with one memcpy each, in Arrow's memory pool.
 
-    ``pa.array(list_of_bytes)`` grows its buffer as it goes (several times slower on images,
-    see bench/build.py); here the offsets are computed first and the data joined once.
+    ``pa.array(list_of_bytes)`` and ``b"".join`` allocate fresh memory for every batch (page
+    faults: several times slower on images, see bench/build.py); the pool recycles pages.
     """
     offsets = [0] * (len(values) + 1)
     total = 0
@@ -890,9 +896,12 @@ def binary_array(values: Sequence[bytes]) -> pa.Array:
         offsets[i + 1] = total
     if total >= 2**31:
         raise ValueError("binary batch over 2 GiB; lower the row-group size")
-    return pa.Array.from_buffers(
-        pa.binary(), len(values), [None, pa.array(offsets, pa.int32()).buffers()[1], pa.py_buffer(b"".join(values))]
-    )
+    data = pa.allocate_buffer(total)
+    view = memoryview(data).cast("B") if total else None
+    for v, start, end in zip(values, offsets, offsets[1:], strict=False):
+        if end > start:
+            view[start:end] = memoryview(v).cast("B")
+    return pa.Array.from_buffers(pa.binary(), len(values), [None, pa.array(offsets, pa.int32()).buffers()[1], data])
 
 
 class _Batch:
@@ -1122,7 +1131,7 @@ def iter_instruct_tables(plan: ReleasePlan, *, num_proc: int = 1, row_group_byte
             if problem is not None:
                 report.skip(f.display, index, "image", str(path.name), problem)
                 continue
-            batch["images"].append([{"bytes": data, "path": path.name}])
+            batch["images"].append([{"bytes": data.to_pybytes(), "path": path.name}])
             batch["messages"].append(messages)
             batch["source"].append(source)
             batch["id"].append(rec_id)
@@ -1663,7 +1672,13 @@ def push_folder(
     >>> push_folder("mm-skin", "me/mm-skin", private=True)  # doctest: +SKIP
     'https://huggingface.co/datasets/me/mm-skin/commit/...'
     """
-    from huggingface_hub import HfApi, constants, get_token
+    from huggingface_hub import (
+        CommitOperationAdd,
+        CommitOperationDelete,
+        HfApi,
+        constants,
+        get_token,
+    )
     from huggingface_hub.errors import HfHubHTTPError
 
     validate_folder(folder)
@@ -1680,13 +1695,27 @@ def push_folder(
         if revision:
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
         before = api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
-        info = api.upload_folder(
+        # create_commit, not upload_folder: with hf_xet installed upload_folder switches to a
+        # pipeline that commits large folders in several batches, and a push must be ONE commit.
+        # Unchanged files are dropped by huggingface_hub and an empty commit is skipped.
+        local = sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if p.is_file())
+        operations: list[Any] = [
+            CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(Path(folder) / rel)) for rel in local
+        ]
+        remote = api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
+        local_set = set(local)
+        operations += [
+            CommitOperationDelete(path_in_repo=rel)
+            for rel in remote
+            if rel.endswith(".parquet") and rel not in local_set  # stale shards of an earlier build
+        ]
+        info = api.create_commit(
             repo_id=repo_id,
             repo_type="dataset",
-            folder_path=str(folder),
+            operations=operations,
             revision=revision,
+            parent_commit=before,
             commit_message=commit_message or f"Upload MM-Skin ({VERSION})",
-            delete_patterns=["*.parquet"],
         )
     except HfHubHTTPError as e:
         raise PushError(_redact(f"the Hub refused the push to {repo_id}: {e}", token)) from None

@@ -138,27 +138,27 @@ from skinvl.convert import convert
 start = time.perf_counter()
 convert(sys.argv[1], sys.argv[2], format="skinvl")
 print("CONVERT_SECONDS", time.perf_counter() - start)
+# VmHWM is this process's own peak RSS since exec (ru_maxrss would include the forking parent's).
+print("PEAK_RSS_KIB", next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
 """
 
 
 def run_convert(src: Path, dst: Path) -> tuple[float, float, int]:
     """Convert in a fresh process; return (convert seconds, child wall seconds, peak RSS bytes)."""
+    os.sync()  # start from clean page cache writeback, like the copy
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(src), str(dst)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(child.pid, 0)
+    child = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(dst)], capture_output=True, text=True)
     wall = time.perf_counter() - start
-    out, err = child.stdout.read(), child.stderr.read()
-    child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
-        raise SystemExit(f"conversion failed:\n{err[-3000:]}")
-    seconds = float(next(line.split()[1] for line in out.splitlines() if line.startswith("CONVERT_SECONDS")))
-    return seconds, wall, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+        raise SystemExit(f"conversion failed:\n{child.stderr[-3000:]}")
+    values = dict(line.split()[:2] for line in child.stdout.splitlines() if line.startswith(("CONVERT_", "PEAK_")))
+    return float(values["CONVERT_SECONDS"]), wall, int(values["PEAK_RSS_KIB"]) * 1024
 
 
 def run_copy(files: list[Path], dst: Path) -> float:
-    """Plain copy of the weight files (+ fsync-free, like the conversion)."""
+    """Plain copy of the weight files (no fsync, like the conversion)."""
     dst.mkdir()
+    os.sync()
     start = time.perf_counter()
     for file in files:
         shutil.copyfile(file, dst / file.name)
@@ -168,7 +168,7 @@ def run_copy(files: list[Path], dst: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=None, help="where to write (default: a temp dir under /work or /tmp)")
-    parser.add_argument("--layers", type=int, default=20, help="decoder layers (20 -> ~2.1 GB in bf16)")
+    parser.add_argument("--layers", type=int, default=23, help="decoder layers (23 -> ~2.1 GB in bf16)")
     parser.add_argument("--shard-mib", type=int, default=700, help="source shard size in MiB")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the files")
@@ -184,6 +184,8 @@ def main() -> int:
         sizes = [f.stat().st_size for f in files]
         print(f"synthetic checkpoint: {sum(sizes) / 1e9:.2f} GB in {len(files)} shards "
               f"(largest {max(sizes) / 2**20:.0f} MiB), written in {time.perf_counter() - t0:.0f} s")
+        if args.repeats < 1:
+            return 0
         copies, converts, walls, peaks = [], [], [], []
         for repeat in range(args.repeats):
             copies.append(run_copy(files + [src / "clip/model.safetensors"], base / f"copy{repeat}"))

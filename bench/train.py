@@ -53,6 +53,16 @@ def make_dataset(folder: Path, rows: int, words: int) -> None:
     ).save_to_disk(str(folder))
 
 
+def sequence_length(data: str) -> int:
+    """Tokens in the first training sequence (image tokens included), as the collator builds it."""
+    import skinvl
+    from skinvl.train import ConversationCollator, load_conversations
+
+    _, processor = skinvl.load("skinvl-tiny")
+    rows = load_conversations([data], ["vqa"])
+    return int(ConversationCollator(processor, "vicuna_v1")([rows[0]])["input_ids"].shape[1])
+
+
 def measure(data: str, output: str, checkpointing: bool, steps: int, batch_size: int, queue) -> None:
     """Child process: train ``steps`` steps and put (step times, peak RSS delta, tokens) on queue."""
     import psutil
@@ -113,16 +123,17 @@ def measure(data: str, output: str, checkpointing: bool, steps: int, batch_size:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2, help="steps left out of the median")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--words", type=int, default=700, help="answer length (sets seq length)")
+    parser.add_argument("--words", type=int, default=120, help="answer length (sets seq length)")
     args = parser.parse_args()
 
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         make_dataset(data, rows=args.batch_size * args.steps, words=args.words)
+        tokens = sequence_length(str(data))
         results = {}
         for checkpointing in (True, False):
             queue = context.Queue()
@@ -140,7 +151,7 @@ def main() -> None:
     import torch
 
     print(f"skinvl-tiny on CPU ({torch.get_num_threads()} threads), LoRA r=128, batch "
-          f"{args.batch_size}, answers of {args.words} words, median of steps "
+          f"{args.batch_size}, {tokens} tokens/sample, median of steps "
           f"{args.warmup + 1}..{args.steps}")  # fmt: skip
     print(f"{'gradient checkpointing':<24}{'samples/s':>12}{'peak MiB (training)':>22}")
     for checkpointing in (True, False):

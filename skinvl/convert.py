@@ -43,6 +43,9 @@ class _Entry:
     dtype: Any  # torch.dtype
     source_file: Path | None
     produce: Callable[[Any], Any]  # (open source handle or None) -> tensor
+    # (file, absolute byte offset) when the output bytes are the source bytes unchanged (same
+    # dtype and shape, safetensors source): copied in the kernel, never through Python.
+    raw: tuple[Path, int] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -52,26 +55,60 @@ class _Entry:
         return count * self.dtype.itemsize
 
 
+def _safetensors_layout(path: Path) -> tuple[int, dict[str, Any]]:
+    """(byte offset of the data section, header) of a safetensors file."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        return 8 + length, json.loads(handle.read(length))
+
+
+class _SafetensorsFile:
+    """Reads single tensors from a safetensors file with plain reads (no mmap).
+
+    A memory map would leave every page read so far resident in this process (RSS grows to the
+    whole shard); reading each tensor into its own buffer keeps RSS at one tensor.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._base, self._header = _safetensors_layout(path)
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+
+    def get_tensor(self, key: str):
+        import torch
+
+        from .convert_original import OriginalFormatError
+
+        info = self._header.get(key)
+        if info is None:
+            raise OriginalFormatError(f"{self.path}: tensor {key!r} is listed but missing from the file.")
+        dtype = {v: getattr(torch, k) for k, v in _SAFETENSORS_DTYPES.items()}[info["dtype"]]
+        start, end = info["data_offsets"]
+        if end == start:
+            return torch.empty(info["shape"], dtype=dtype)
+        buffer = bytearray(end - start)
+        self._file.seek(self._base + start)
+        if self._file.readinto(buffer) != len(buffer):
+            raise OriginalFormatError(f"{self.path}: truncated file while reading {key!r}.")
+        return torch.frombuffer(buffer, dtype=dtype).reshape(info["shape"])
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class _SourceReader:
     """Keeps exactly one source file open at a time (entries are ordered by file)."""
 
     def __init__(self) -> None:
         self._file: Path | None = None
         self._handle: Any = None
-        self._context: Any = None
 
     def get(self, file: Path):
-        from safetensors import safe_open
-
         from .convert_original import open_bin
 
         if file != self._file:
             self.close()
-            if file.suffix == ".safetensors":
-                self._context = safe_open(str(file), framework="pt")
-                self._handle = self._context.__enter__()
-            else:
-                self._handle = open_bin(file)
+            self._handle = _SafetensorsFile(file) if file.suffix == ".safetensors" else open_bin(file)
             self._file = file
         return self._handle
 
@@ -82,9 +119,9 @@ class _SourceReader:
         return handle.get_tensor(key)
 
     def close(self) -> None:
-        if self._context is not None:
-            self._context.__exit__(None, None, None)
-        self._file, self._handle, self._context = None, None, None
+        if isinstance(self._handle, _SafetensorsFile):
+            self._handle.close()
+        self._file, self._handle = None, None
 
 
 def _torch_dtype(name: str | None, default):
@@ -144,7 +181,30 @@ def plan_conversion(ckpt, *, dtype=None) -> list[_Entry]:
         extra = tensor.float().mean(0, keepdim=True).to(out_dtype).expand(vocab - rows, -1)
         return torch.cat([tensor, extra], 0).contiguous()
 
-    for key in sorted(ckpt.weights.tensors, key=lambda k: (str(ckpt.weights.tensors[k].file), k)):
+    layouts: dict[Path, tuple[int, dict[str, Any]]] = {}
+
+    def raw_range(file: Path, key: str, transformed: bool) -> tuple[Path, int] | None:
+        if transformed or file.suffix != ".safetensors":
+            return None
+        if file not in layouts:
+            layouts[file] = _safetensors_layout(file)
+        base, header = layouts[file]
+        info = header[key]
+        if _SAFETENSORS_DTYPES.get(str(out_dtype).replace("torch.", "")) != info["dtype"]:
+            return None
+        return file, base + info["data_offsets"][0]
+
+    def source_order(key: str, weights) -> tuple[str, int, str]:
+        # Within a file, follow the data layout so that reads are sequential.
+        info = weights.tensors[key]
+        offset = 0
+        if info.file.suffix == ".safetensors":
+            if info.file not in layouts:
+                layouts[info.file] = _safetensors_layout(info.file)
+            offset = layouts[info.file][1][key]["data_offsets"][0]
+        return str(info.file), offset, key
+
+    for key in sorted(ckpt.weights.tensors, key=lambda k: source_order(k, ckpt.weights)):
         info = ckpt.weights.tensors[key]
         target = map_key(key, mapping)
         if target is None:
@@ -156,13 +216,14 @@ def plan_conversion(ckpt, *, dtype=None) -> list[_Entry]:
             dtype=out_dtype,
             source_file=info.file,
             produce=(lambda reader, f=info.file, k=key, g=grow: (add_rows if g else cast)(reader.tensor(f, k))),
+            raw=raw_range(info.file, key, grow),
         ))
 
     if not ckpt.vision_in_checkpoint:
         clip_folder = resolve_folder(ckpt.vision_source)
         clip = scan_weights(clip_folder)
         prefix = "vision_model."
-        for key in sorted(clip.tensors, key=lambda k: (str(clip.tensors[k].file), k)):
+        for key in sorted(clip.tensors, key=lambda k: source_order(k, clip)):
             if not key.startswith(prefix) or key.endswith("embeddings.position_ids"):
                 continue  # text tower, projections, logit_scale: not part of the vision tower
             target = "model.vision_tower." + key[len(prefix):]
@@ -175,7 +236,8 @@ def plan_conversion(ckpt, *, dtype=None) -> list[_Entry]:
                     f"{list(expected[target])}."
                 )
             entries.append(_Entry(target, tuple(info.shape), out_dtype, info.file,
-                                  lambda reader, f=info.file, k=key: cast(reader.tensor(f, k))))
+                                  lambda reader, f=info.file, k=key: cast(reader.tensor(f, k)),
+                                  raw=raw_range(info.file, key, False)))
 
     if ckpt.projector == "linear":
         size = config.text_config.hidden_size
@@ -223,10 +285,13 @@ def write_safetensors_streaming(path: Path, entries: list[_Entry], reader: _Sour
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)  # the format aligns the data to 8 bytes
     tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as handle:
+    with open(tmp, "wb", buffering=0) as handle:
         handle.write(struct.pack("<Q", len(encoded)))
         handle.write(encoded)
         for entry in entries:
+            if entry.raw is not None:
+                _copy_range(entry.raw[0], entry.raw[1], entry.nbytes, handle)
+                continue
             tensor = entry.produce(reader)
             if tuple(tensor.shape) != entry.shape or tensor.dtype != entry.dtype:
                 raise RuntimeError(
@@ -238,6 +303,17 @@ def write_safetensors_streaming(path: Path, entries: list[_Entry], reader: _Sour
             del tensor
     os.replace(tmp, path)
     return offset
+
+
+def _copy_range(source: Path, offset: int, count: int, target) -> None:
+    """Append ``count`` bytes of ``source`` from ``offset`` to the open file ``target`` in the kernel."""
+    with open(source, "rb", buffering=0) as handle:
+        while count > 0:
+            sent = os.sendfile(target.fileno(), handle.fileno(), offset, count)
+            if sent == 0:
+                raise OSError(f"{source}: file ended before byte {offset + count} (truncated?)")
+            offset += sent
+            count -= sent
 
 
 def convert(

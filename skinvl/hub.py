@@ -784,25 +784,31 @@ def push_model_folder(
 def _cmd_push(args: argparse.Namespace) -> int:
     started = time.monotonic()
     token = os.environ.get("HF_TOKEN")
+    caught: list[warnings.WarningMessage] = []
     try:
-        url = push_model_folder(
-            args.folder,
-            args.repo_id,
-            private=args.private,
-            revision=args.revision,
-            commit_message=args.commit_message,
-            results=args.results or None,
-            base_model=args.base_model or None,
-            datasets=args.dataset or None,
-            endpoint=args.endpoint,
-            delete_missing=not args.keep_remote_files,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            url = push_model_folder(
+                args.folder,
+                args.repo_id,
+                private=args.private,
+                revision=args.revision,
+                commit_message=args.commit_message,
+                results=args.results or None,
+                base_model=args.base_model or None,
+                datasets=args.dataset or None,
+                endpoint=args.endpoint,
+                delete_missing=not args.keep_remote_files,
+            )
     except FolderValidationError as exc:
         print(f"skinvl push: refused, nothing uploaded: {_scrub(str(exc), token)}", file=sys.stderr)
         return 2
     except PushError as exc:
         print(f"skinvl push: {_scrub(str(exc), token)}", file=sys.stderr)
         return 1
+    finally:
+        for warning in caught:
+            print(f"skinvl push: warning: {_scrub(str(warning.message), token)}", file=sys.stderr)
     elapsed = time.monotonic() - started
     if url is None:
         print(f"{args.repo_id} already holds these files: no new commit ({elapsed:.1f} s)")

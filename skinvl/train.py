@@ -9,14 +9,15 @@ tokens only (the chat template's ``{% generation %}`` spans), in every turn of a
 Distribution is accelerate's job: the same command runs under ``accelerate launch`` with the
 configs shipped in ``skinvl/accelerate_configs/`` (DDP, DeepSpeed ZeRO-3, FSDP)::
 
-    skinvl train --model skinvl-tiny --data examples/mm-skin-sample --config vqa --output out/lora
+    mm-skin build examples/mm-skin-sample --out mm-skin      # or your own release
+    skinvl train --model skinvl-tiny --data mm-skin --config vqa --output out/lora
     accelerate launch --config_file "$(skinvl train --print-accelerate-config deepspeed_zero3)" \\
         -m skinvl train --model zwq803/SkinVL-PubMM --data my/mm-skin --config vqa --output out/lora --merge
 
 Python use::
 
     from skinvl.train import TrainOptions, train
-    result = train(TrainOptions(model="skinvl-tiny", data=["examples/mm-skin-sample"],
+    result = train(TrainOptions(model="skinvl-tiny", data=["mm-skin"],
                                 configs=["vqa"], output="out/lora", max_steps=10, batch_size=2))
 """
 
@@ -142,7 +143,14 @@ def load_source(spec: str, config: str | None, split: str) -> datasets.Dataset:
         message = str(err)
         if config is not None and "not found" in message and "'default'" in message:
             # A folder of plain files has only the implicit default config.
-            return datasets.load_dataset(spec, split=split)
+            try:
+                return datasets.load_dataset(spec, split=split)
+            except Exception as fallback:
+                raise ValueError(
+                    f"{spec}: {message}, and its default config does not load either "
+                    f"({type(fallback).__name__}); give the folder a README.md with a `configs:` "
+                    "block (as `mm-skin build` writes) or point --data at one config's files"
+                ) from fallback
         hint = "; pass --split" if "split" in message.lower() else ""
         raise ValueError(f"{spec} (config {config!r}, split {split!r}): {message}{hint}") from err
 
@@ -367,6 +375,15 @@ class ConversationCollator:
                 )
             for key in ("input_ids", "attention_mask", "labels"):
                 batch[key] = batch[key][:, : self.max_length]
+        unlearned = (batch["labels"] == IGNORE_INDEX).all(dim=1)
+        if unlearned.any():
+            logger.warning(
+                "%d of %d conversations in this batch have no assistant token within "
+                "--max-length %d and add nothing to the loss",
+                int(unlearned.sum()),
+                len(examples),
+                self.max_length,
+            )
         return dict(batch)
 
 
@@ -405,12 +422,16 @@ def language_model_lora_targets(model: torch.nn.Module) -> str:
     return rf".*\.{LANGUAGE_MODEL_MODULE}\.(?:.*\.)?(?:{names})"
 
 
-def apply_lora(model: Any, *, r: int, alpha: int, dropout: float) -> Any:
+def apply_lora(
+    model: Any, *, r: int, alpha: int, dropout: float, fp32_trainable: bool = True
+) -> Any:
     """Wrap ``model`` with LoRA on the language model; the projector is trained in full.
 
     peft freezes everything else (the vision tower included). The projector is a
-    ``modules_to_save`` copy kept in fp32, so it trains well under bf16 autocast and is merged back
-    by ``merge_and_unload``.
+    ``modules_to_save`` copy, merged back by ``merge_and_unload``. With ``fp32_trainable`` the
+    trainable weights (LoRA and projector copy) are kept in fp32 under a bf16 base, so the
+    optimizer updates full-precision weights; DeepSpeed and FSDP keep their own fp32 copies, so
+    there it is off.
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -426,10 +447,10 @@ def apply_lora(model: Any, *, r: int, alpha: int, dropout: float) -> Any:
     )
     peft_model = get_peft_model(model, config)
     for name, param in peft_model.named_parameters():
-        if param.requires_grad and param.dtype != torch.float32:
+        if fp32_trainable and param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()  # fp32 trainable copies (LoRA and projector)
         if "vision_tower" in name and param.requires_grad:
-            raise AssertionError(f"vision tower parameter {name} is trainable")
+            raise RuntimeError(f"vision tower parameter {name} is trainable; it must stay frozen")
     return peft_model
 
 
@@ -497,6 +518,16 @@ def _default_report_to() -> str:
     return "tensorboard"
 
 
+def sharding_engine() -> str | None:
+    """Which sharding engine ``accelerate launch`` set up for this process: deepspeed, fsdp or None."""
+    import os
+
+    for engine in ("deepspeed", "fsdp"):
+        if os.environ.get(f"ACCELERATE_USE_{engine.upper()}", "false").lower() == "true":
+            return engine
+    return None
+
+
 def _bf16_supported() -> bool:
     import torch
 
@@ -508,6 +539,8 @@ def training_arguments(options: TrainOptions) -> Any:
     import torch
     from transformers import TrainingArguments
 
+    if not 0 <= options.warmup_ratio < 1:
+        raise ValueError(f"--warmup-ratio {options.warmup_ratio}: use a fraction in [0, 1)")
     bf16 = _bf16_supported() if options.bf16 is None else options.bf16
     return TrainingArguments(
         output_dir=options.output,
@@ -550,7 +583,10 @@ def train(options: TrainOptions, callbacks: Sequence[Any] = ()) -> TrainResult:
     import torch
 
     args = training_arguments(options)
-    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    engine = sharding_engine()
+    # bf16 base weights as the authors (LLaVA + DeepSpeed) loaded them; FSDP instead shards fp32
+    # weights and computes in bf16 through its mixed-precision policy.
+    dtype = torch.bfloat16 if args.bf16 and engine != "fsdp" else torch.float32
     model, processor = load_base_model(options.model, dtype=dtype)
     template = resolve_template(processor, options.template)
     with args.main_process_first(desc="preparing the training data"):
@@ -568,7 +604,11 @@ def train(options: TrainOptions, callbacks: Sequence[Any] = ()) -> TrainResult:
         if config is not None:
             config.use_cache = False  # no KV cache while training (and with checkpointing)
     peft_model = apply_lora(
-        model, r=options.lora_r, alpha=options.lora_alpha, dropout=options.lora_dropout
+        model,
+        r=options.lora_r,
+        alpha=options.lora_alpha,
+        dropout=options.lora_dropout,
+        fp32_trainable=engine is None,
     )
     if args.process_index == 0:
         peft_model.print_trainable_parameters()
@@ -588,7 +628,13 @@ def train(options: TrainOptions, callbacks: Sequence[Any] = ()) -> TrainResult:
     if options.merge:
         merged_dir = Path(options.merge_output or adapter_dir / "merged")
         if trainer.is_world_process_zero():
-            merge_adapter(options.model, adapter_dir, merged_dir, dtype=dtype)
+            if engine == "deepspeed":
+                # The merge reloads the base whole on this one process: no ZeRO-3 partitioning.
+                from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+                unset_hf_deepspeed_config()
+            merge_dtype = torch.bfloat16 if args.bf16 else torch.float32
+            merge_adapter(options.model, adapter_dir, merged_dir, dtype=merge_dtype)
         trainer.accelerator.wait_for_everyone()
     return TrainResult(
         adapter_dir=adapter_dir,
@@ -674,7 +720,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         help="dataset config (vqa: image/question/answer; instruct: images/messages); "
         "once for all --data or once per --data",
     )
-    add("--split", default=defaults.split)
+    add("--split", default=defaults.split, help="dataset split to train on")
     add(
         "--mix",
         type=_parse_mix,
@@ -685,6 +731,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--mix-stopping",
         default=defaults.mix_stopping,
         choices=("all_exhausted", "first_exhausted", "all_exhausted_without_replacement"),
+        help="with --mix: go on until every dataset was seen in full (oversampling the smaller "
+        "ones), or stop when the first runs out",
     )
     add(
         "--template",
@@ -693,18 +741,28 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         help="chat template for training (the authors trained with vicuna_v1)",
     )
     add("--output", help="adapter, checkpoints and logs go here")
-    add("--lora-r", type=int, default=defaults.lora_r)
-    add("--lora-alpha", type=int, default=defaults.lora_alpha)
-    add("--lora-dropout", type=float, default=defaults.lora_dropout)
-    add("--learning-rate", type=float, default=defaults.learning_rate)
-    add("--projector-lr", type=float, default=defaults.projector_lr)
-    add("--weight-decay", type=float, default=defaults.weight_decay)
-    add("--epochs", type=float, default=defaults.epochs)
+    add("--lora-r", type=int, default=defaults.lora_r, help="LoRA rank")
+    add("--lora-alpha", type=int, default=defaults.lora_alpha, help="LoRA alpha")
+    add("--lora-dropout", type=float, default=defaults.lora_dropout, help="LoRA dropout")
+    add("--learning-rate", type=float, default=defaults.learning_rate, help="LoRA learning rate")
+    add("--projector-lr", type=float, default=defaults.projector_lr, help="projector learning rate")
+    add("--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay")
+    add("--epochs", type=float, default=defaults.epochs, help="training epochs")
     add("--max-steps", type=int, default=defaults.max_steps, help="overrides --epochs when > 0")
     add("--batch-size", type=int, default=defaults.batch_size, help="per device")
-    add("--grad-accum", type=int, default=defaults.grad_accum)
-    add("--max-length", type=int, default=defaults.max_length)
-    add("--warmup-ratio", type=float, default=defaults.warmup_ratio)
+    add("--grad-accum", type=int, default=defaults.grad_accum, help="gradient accumulation steps")
+    add(
+        "--max-length",
+        type=int,
+        default=defaults.max_length,
+        help="tokens per sequence (image tokens included); longer ones are cut at the end",
+    )
+    add(
+        "--warmup-ratio",
+        type=float,
+        default=defaults.warmup_ratio,
+        help="linear warmup, fraction of all steps (then cosine)",
+    )
     add(
         "--bf16",
         action=argparse.BooleanOptionalAction,
@@ -715,10 +773,21 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--gradient-checkpointing",
         action=argparse.BooleanOptionalAction,
         default=defaults.gradient_checkpointing,
+        help="recompute activations in the backward pass (less memory, slower)",
     )
-    add("--logging-steps", type=int, default=defaults.logging_steps)
-    add("--save-steps", type=int, default=defaults.save_steps)
-    add("--save-total-limit", type=int, default=defaults.save_total_limit)
+    add(
+        "--logging-steps",
+        type=int,
+        default=defaults.logging_steps,
+        help="log loss and learning rates every N steps",
+    )
+    add(
+        "--save-steps",
+        type=int,
+        default=defaults.save_steps,
+        help="write OUTPUT/checkpoint-N every N steps",
+    )
+    add("--save-total-limit", type=int, default=defaults.save_total_limit, help="checkpoints kept")
     add(
         "--resume-from-checkpoint",
         nargs="?",
@@ -733,7 +802,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         help="Trainer report_to (tensorboard, wandb, none...); default: tensorboard when installed",
     )
     add("--num-workers", type=int, default=defaults.num_workers, help="dataloader workers")
-    add("--seed", type=int, default=defaults.seed)
+    add(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seed for initialisation, shuffling and --mix",
+    )
     add(
         "--merge",
         action="store_true",
@@ -785,7 +859,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m skinvl.train ...``: the ``train`` sub-command on its own (same options)."""
-    parser = argparse.ArgumentParser(prog="python -m skinvl.train")
+    parser = argparse.ArgumentParser(prog="skinvl")
     register_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
     return args.func(args)

@@ -620,23 +620,29 @@ def test_validate_folder_accepts_a_build_and_refuses_broken_folders(sample_out: 
         mm.validate_folder(broken)
 
 
+def test_push_refuses_offline_mode_before_any_request(sample_out: Path) -> None:
+    # conftest sets HF_HUB_OFFLINE=1 for the suite
+    with pytest.raises(mm.PushError, match="HF_HUB_OFFLINE=1"):
+        mm.push_folder(sample_out, "me/mm-skin", token="hf_dummy_secret")
+
+
 def test_push_fails_fast_without_token_or_network(sample_out: Path, tmp_path: Path) -> None:
     code = (
         "import sys, time, mm_skin_dataset as mm\n"
-        "t = time.time()\n"
-        "rc = mm.main(['push', sys.argv[1], 'me/mm-skin'])\n"
-        "print('RC', rc, round(time.time() - t, 1))\n"
+        "for token in (None, 'hf_dummy_secret'):\n"
+        "    t = time.time()\n"
+        "    try:\n"
+        "        mm.push_folder(sys.argv[1], 'me/mm-skin', token=token)\n"
+        "    except mm.PushError as e:\n"
+        "        print('ERROR', round(time.time() - t, 1), e)\n"
     )
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-    base["HF_HOME"] = str(tmp_path / "home")  # no cached login
-    cases = {
-        "offline": ({**base, "HF_HUB_OFFLINE": "1", "HF_TOKEN": "hf_dummy_secret"}, "HF_HUB_OFFLINE=1"),
-        "no token": (base, "no Hugging Face token"),
-        "no network": ({**base, "HF_TOKEN": "hf_dummy_secret", "HF_ENDPOINT": "http://127.0.0.1:9"}, "cannot reach the Hub"),
-    }
-    for name, (env, message) in cases.items():
-        proc = subprocess.run([sys.executable, "-c", code, str(sample_out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-        assert f"RC {mm.EXIT_PUSH}" in proc.stdout, (name, proc.stdout, proc.stderr[-2000:])
-        assert message in proc.stderr, (name, proc.stderr[-2000:])
-        assert "hf_dummy_secret" not in proc.stdout + proc.stderr
-        assert float(proc.stdout.split()[-1]) < 15, name  # validation + a 3 s probe, not a retry loop
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "TRANSFORMERS_"))}
+    env["HF_HOME"] = str(tmp_path / "home")  # no cached login
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there
+    proc = subprocess.run([sys.executable, "-c", code, str(sample_out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(lines) == 2, (proc.stdout, proc.stderr[-2000:])
+    assert "no Hugging Face token" in lines[0] and "cannot reach the Hub" in lines[1]
+    assert "hf_dummy_secret" not in proc.stdout + proc.stderr
+    # validation (streams every config) + a 3 s connect probe, not a retry loop
+    assert all(float(line.split()[1]) < 15 for line in lines), lines

@@ -14,9 +14,16 @@ SAMPLE = REPO / "examples" / "mm-skin-sample"
 
 @pytest.fixture(scope="module")
 def tiny():
+    """The skinvl-tiny model, run on one torch thread (restored after the module): its matrices
+    are too small to split, and on a busy 2-core machine extra threads only contend."""
+    import torch
+
     import skinvl
 
-    return skinvl.load("skinvl-tiny")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield skinvl.load("skinvl-tiny")
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +101,18 @@ def test_cli_parses_all_eval_commands():
     assert callable(args.func)
     args = parser.parse_args(["eval", "score", "--predictions", "p.csv", "--out", "o", "--bertscore-model", "/x"])
     assert args.bertscore_model == "/x" and args.bertscore_layer == 9
+
+
+def test_skinvl_console_command_runs_eval_score(tmp_path):
+    """The `skinvl` entry point (skinvl.cli) wires `eval score` to this package."""
+    from skinvl.cli import main
+
+    pred = tmp_path / "p.csv"
+    pred.write_text("question,answer,prediction,modality\nIs it raised?,\"Yes, it is.\",Yes.,clinical\n"
+                    "What is it?,A nevus.,,pathology\n")
+    out = tmp_path / "out"
+    assert main(["eval", "score", "--predictions", str(pred), "--out", str(out), "--no-bertscore",
+                 "--protocol", "paper"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["protocol"] == "paper" and doc["empty_predictions"] == 1
+    assert set(doc["per_modality"]["paper"]) == {"clinical", "pathology"}

@@ -474,3 +474,44 @@ def test_cli_help_and_accelerate_config_path(capsys):
     with pytest.raises(SystemExit, match="--model, --data, --output required"):
         args = parser.parse_args(["train"])
         args.func(args)
+
+
+@pytest.mark.parametrize(
+    ("name", "distributed_type"),
+    [("ddp", "MULTI_GPU"), ("deepspeed_zero3", "DEEPSPEED"), ("fsdp", "FSDP")],
+)
+def test_shipped_accelerate_configs_parse(name, distributed_type):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(skinvl_train.ACCELERATE_CONFIG_DIR / f"{name}.yaml"))
+    assert str(config.distributed_type).endswith(distributed_type)
+    assert config.mixed_precision == "bf16" and config.num_machines == 1
+    if name == "deepspeed_zero3":
+        assert config.deepspeed_config["zero_stage"] == 3
+        assert config.deepspeed_config["zero3_save_16bit_model"] is True
+    if name == "fsdp":
+        assert config.fsdp_config["fsdp_version"] == 2
+        assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
+def test_the_built_sample_release_feeds_training(tmp_path):
+    """The DATASET engineer's sample, built with `mm-skin build`, in both training schemas."""
+    sample = Path(__file__).resolve().parents[1] / "examples" / "mm-skin-sample"
+    if not sample.is_dir():
+        pytest.skip("examples/mm-skin-sample is absent")
+    import mm_skin_dataset
+
+    folder = tmp_path / "mm-skin"
+    mm_skin_dataset.build(sample, folder)
+    _, processor = skinvl.load("skinvl-tiny")
+    collate = ConversationCollator(processor, "vicuna_v1")
+    vqa = load_conversations([str(folder)], ["vqa"])
+    instruct = load_conversations([str(folder)], ["instruct"])
+    reference = datasets.load_dataset(str(folder), "vqa", split="train")
+    assert len(vqa) == len(reference) and len(instruct) > 0
+    for rows in (vqa.select(range(2)), instruct.select(range(2))):
+        batch = collate(list(rows))
+        assert (batch["labels"] != IGNORE_INDEX).any(dim=1).all()
+        assert batch["pixel_values"].shape[0] == sum(len(r["images"]) for r in rows)
+    first = reference[0]["answer"]
+    assert vqa[0]["messages"][1]["content"][0]["text"] == first

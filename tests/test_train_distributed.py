@@ -1,10 +1,12 @@
 """Real data parallel: two CPU processes under `accelerate launch` (gloo) run skinvl train.
 
-accelerate 1.x's `--cpu` launcher starts several processes only through mpirun; its torchrun
-launcher is `--multi_gpu`, and on a machine without an accelerator skinvl train joins those
-processes as CPU ranks over gloo. Two processes each build the model, split the dataset between them (accelerate's distributed
-sampler), all-reduce gradients, and the main process saves checkpoints and the adapter. With 8
-rows, 2 per device and 2 processes, one epoch is 2 optimizer steps; one process would take 4.
+The launch uses the shipped DDP config (skinvl/accelerate_configs/ddp.yaml) with
+`--num_processes 2 --mixed_precision no`: accelerate starts the ranks with torchrun, and on a
+machine without an accelerator skinvl train joins them as CPU ranks over gloo. (accelerate 1.x's
+`--cpu` launcher starts several processes only through mpirun.) Two processes each build the
+model, split the dataset between them (distributed sampler) and all-reduce gradients; the main
+process saves checkpoints and the adapter. With 8 rows, 2 per device and 2 processes, one epoch
+is 2 optimizer steps; a single process would take 4.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 from pathlib import Path
 
 from test_train import write_release
+
+from skinvl.train import ACCELERATE_CONFIG_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,8 +36,8 @@ def test_two_process_cpu_data_parallel_trains_and_checkpoints(tmp_path):
     output = tmp_path / "ddp"
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+        "--config_file", str(ACCELERATE_CONFIG_DIR / "ddp.yaml"),
+        "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()),
         "-m", "skinvl.train",
         "--model", "skinvl-tiny", "--data", str(data), "--data", str(data),
         "--config", "vqa", "--config", "instruct", "--output", str(output),

@@ -86,8 +86,14 @@ def _pyplot():
     return plt
 
 
-def plot_vqa(out_dir: str | Path, per_group: dict[str, dict], metrics: Sequence[str], title: str) -> Path:
-    """Grouped bar chart: one group of bars per modality (and overall), one bar per metric."""
+def plot_vqa(
+    out_dir: str | Path, per_group: dict[str, dict], metrics: Sequence[str], title: str, note: str = ""
+) -> Path:
+    """Grouped bar chart: one group of bars per modality (and overall), one bar per metric.
+
+    Metrics that are unavailable everywhere are left out; ``note`` (e.g. which ones and why) is
+    printed under the chart.
+    """
     plt = _pyplot()
     groups = list(per_group)
     shown = [m for m in metrics if any(per_group[g].get(m) is not None for g in groups)]
@@ -99,11 +105,15 @@ def plot_vqa(out_dir: str | Path, per_group: dict[str, dict], metrics: Sequence[
         ax.bar(xs, ys, width=width, label=metric)
     ax.set_xticks([i + width * (len(shown) - 1) / 2 for i in range(len(groups))])
     ax.set_xticklabels([f"{g}\n(n={per_group[g].get('n', '?')})" for g in groups])
+    peak = max((100 * (per_group[g].get(m) or 0.0) for g in groups for m in shown), default=0.0)
+    ax.set_ylim(0, max(5.0, peak * 1.15))  # a run of zeros still gets a readable axis
     ax.set_ylabel("score x100")
     ax.set_title(title)
     if shown:
         ax.legend(fontsize="small", ncol=min(4, len(shown)))
-    fig.tight_layout()
+    if note:
+        fig.text(0.01, 0.01, note, fontsize="x-small", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
     path = Path(out_dir) / "vqa_scores.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)

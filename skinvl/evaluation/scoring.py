@@ -109,6 +109,9 @@ def wordnet_unavailable(nltk_data: Sequence[str] = ()) -> dict[str, str] | None:
     from nltk.corpus import wordnet
 
     try:
+        # Look the data up first: a reader loaded earlier in the process stays loaded even when
+        # the data path no longer holds WordNet, and availability should follow the path.
+        nltk.data.find("corpora/wordnet")
         wordnet.ensure_loaded()
     except LookupError as e:
         first = next((ln.strip() for ln in str(e).splitlines() if "not found" in ln), "")

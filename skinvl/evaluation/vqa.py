@@ -160,8 +160,6 @@ class _LazyImages:
         return len(self._ds)
 
     def __getitem__(self, item):
-        if isinstance(item, slice):
-            return self._ds[item]["image"]
         return self._ds[item]["image"]
 
 
@@ -178,12 +176,13 @@ def score_to_folder(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = settings or ScoreSettings()
+    meta = meta or {}
     result: ScoreResult = score_vqa(samples, protocols, settings)
     if write_samples:
         _write_scored_samples(samples, result, out / "predictions.csv")
     payload: dict[str, Any] = {
         "task": "vqa",
-        **(meta or {}),
+        **meta,
         "protocol": "both" if len(protocols) == 2 else protocols[0],
         "n_samples": result.n_samples,
         "empty_predictions": result.empty_predictions,
@@ -203,7 +202,7 @@ def score_to_folder(
         },
     }
     report.write_results_json(out, payload)
-    title = f"VQA: {(meta or {}).get('model') or 'predictions'}"
+    title = f"VQA: {meta.get('model') or Path(meta.get('predictions_file') or 'predictions').name}"
     sections = [f"# {title}", "", f"{result.n_samples} questions, {result.empty_predictions} blank predictions."]
     for p in protocols:
         columns = [c for c in next(iter(result.metrics[p].values())) if c != "n"]
@@ -216,6 +215,7 @@ def score_to_folder(
         result.metrics[main],
         PAPER_FIGURE_METRICS if main == "paper" else STANDARD_FIGURE_METRICS,
         f"{title} ({main} protocol)",
+        note="not shown (unavailable): " + ", ".join(result.unavailable) if result.unavailable else "",
     )
     return payload
 
