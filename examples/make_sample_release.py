@@ -47,7 +47,7 @@ IMAGES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
      [("What is the typical configuration of this lesion?", "Annular, with an active scaly border and central clearing."),
       ("What kind of organism causes it?", "A dermatophyte fungus.")]),
     ("bk5_630", "skin", "Digital mucous cyst: a translucent dome-shaped nodule on the dorsal distal finger of a 70-year-old woman.",
-     [("What does the image show?", "The image shows a digital mucous cyst."),
+     [("What does the image show?", "A dome-shaped translucent cyst on the back of a finger, near the nail."),
       ("Where is this lesion usually found?", "Over the distal interphalangeal joint or proximal nail fold of a finger.")]),
     ("bk5_711", "skin", "Vesicles grouped on an erythematous base along a thoracic dermatome in herpes zoster.",
      [("What is the distribution of the vesicles?", "They follow one thoracic dermatome on one side of the body."),
