@@ -26,3 +26,11 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"{SHARED_DIR} is absent: the real-data checks need ../shared beside the repo")
     return SHARED_DIR
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """``(model, processor)`` of the ``skinvl-tiny`` preset (random weights, seeded), per module."""
+    import skinvl
+
+    return skinvl.load("skinvl-tiny")

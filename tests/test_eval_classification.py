@@ -18,21 +18,6 @@ from skinvl.evaluation.zeroshot import (
     parse_robust,
 )
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    """The skinvl-tiny model, run on one torch thread (restored after the module): its matrices
-    are too small to split, and on a busy 2-core machine extra threads only contend."""
-    import torch
-
-    import skinvl
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield skinvl.load("skinvl-tiny")
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------------------ label files
 
 

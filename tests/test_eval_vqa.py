@@ -13,20 +13,6 @@ SAMPLE = REPO / "examples" / "mm-skin-sample"
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    """The skinvl-tiny model, run on one torch thread (restored after the module): its matrices
-    are too small to split, and on a busy 2-core machine extra threads only contend."""
-    import torch
-
-    import skinvl
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield skinvl.load("skinvl-tiny")
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def vqa_folder(tmp_path_factory) -> Path:
     """The DATASET engineer's sample release built into a Hub folder (Parquet + README configs)."""
     import mm_skin_dataset

@@ -23,23 +23,9 @@ from skinvl.processing_skinvl import VICUNA_V1_SYSTEM
 QUESTION = "What type of lesion is shown in this image?"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest single-threaded; on a shared 2-core box threads only contend."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _image(seed: int, width: int, height: int) -> Image.Image:
     rng = np.random.RandomState(seed)
     return Image.fromarray((rng.rand(height, width, 3) * 255).astype("uint8"))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return build_tiny(seed=0)
 
 
 @pytest.fixture(scope="module")

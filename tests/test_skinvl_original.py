@@ -30,15 +30,6 @@ MODES = {"mmskin": "crop", "upstream_pad": "pad"}
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest single-threaded; on a shared 2-core box threads only contend."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def fixture_dir(shared_dir) -> Path:
     folder = shared_dir / "fixtures" / "skinvl-original-tiny"

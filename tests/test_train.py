@@ -118,11 +118,6 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_release(tmp_path_factory.mktemp("release"))
 
 
-@pytest.fixture(scope="module")
-def tiny() -> tuple:
-    return skinvl.load("skinvl-tiny")
-
-
 # ------------------------------------------------------------------ label mask
 
 
