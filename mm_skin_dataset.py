@@ -37,9 +37,12 @@ import os
 import re
 import shutil
 import socket
+import struct
 import sys
+import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -808,15 +811,53 @@ def _cell(row: list[str], index: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png(data: bytes | pa.Buffer) -> str | None:
+    """Walk a PNG's chunks and check every CRC, as ``PIL.Image.verify()`` does, without copies.
+
+    PIL's verify reads each chunk into a fresh ``bytes`` object before its CRC (a copy of the
+    whole file in Python); here ``zlib.crc32`` runs on zero-copy slices of the buffer (and
+    releases the GIL, so the reader threads overlap). Same checks: IHDR first, every chunk
+    complete with a correct CRC, image data present, IEND reached (bytes after IEND are
+    ignored, as PIL does).
+    """
+    view = memoryview(data).cast("B")
+    size = len(view)
+    pos = len(_PNG_SIGNATURE)
+    seen_idat = False
+    while True:
+        if pos + 12 > size:
+            return f"undecodable image: truncated PNG (file ends at byte {size} before the IEND chunk)"
+        length, ctype = struct.unpack_from(">I4s", view, pos)
+        end = pos + 12 + length
+        name = ctype.decode("latin-1")
+        if end > size:
+            return f"undecodable image: truncated PNG ({name!r} chunk at byte {pos} runs past the end of the file, {size} bytes)"
+        if pos == len(_PNG_SIGNATURE) and (ctype != b"IHDR" or length != 13):
+            return f"undecodable image: broken PNG (first chunk is {name!r}, expected a 13-byte 'IHDR')"
+        if zlib.crc32(view[pos + 4 : end - 4]) != struct.unpack_from(">I", view, end - 4)[0]:
+            return f"undecodable image: broken PNG (bad checksum in {name!r} chunk at byte {pos})"
+        if ctype == b"IDAT":
+            seen_idat = True
+        elif ctype == b"IEND":
+            return None if seen_idat else "undecodable image: broken PNG (no IDAT image data before IEND)"
+        pos = end
+
+
 def check_image_bytes(data: bytes | pa.Buffer) -> str | None:
     """Why these bytes are not a usable image, or None. No pixel decoding.
 
-    PIL identifies the format from the header and ``verify()`` walks the file structure (for
-    PNG: every chunk and its CRC, up to IEND), which catches empty, truncated and corrupt
-    files at a fraction of the cost of decoding (see bench/build.py).
+    PNG (the release's format) gets :func:`_check_png`: every chunk and its CRC up to IEND,
+    which catches empty, truncated and corrupt files at a fraction of the cost of decoding.
+    Other formats go through PIL: it identifies the format from the header and ``verify()``
+    walks what the format's plugin knows how to check.
     """
     if len(data) == 0:
         return "empty image file"
+    if memoryview(data).cast("B")[: len(_PNG_SIGNATURE)] == _PNG_SIGNATURE:
+        return _check_png(data)
     from PIL import Image as PILImage  # local: PIL plugin registration is only needed here
 
     try:
@@ -937,6 +978,9 @@ class _Batch:
 
 
 ROW_GROUP_BYTES = 32 << 20  # image bytes per row group: bounded memory, dictionary-dedup window
+# Image bytes held in unfinished row groups over ALL (config, split) outputs together: past it the
+# fullest one is flushed early, so memory stays flat however many outputs fill in parallel.
+PENDING_BYTES = 64 << 20
 
 
 def iter_tables(
@@ -945,6 +989,7 @@ def iter_tables(
     *,
     num_proc: int = 1,
     row_group_bytes: int = ROW_GROUP_BYTES,
+    pending_bytes: int = PENDING_BYTES,
     progress: bool = False,
 ) -> Iterator[tuple[str, str, pa.Table]]:
     """Yield ``(config, split, table)`` for the caption, modality and vqa configs in ONE pass.
@@ -954,6 +999,8 @@ def iter_tables(
     configs, and ``vqa``); only the images those rows need are read. Each image file is read
     once, even when several configs use it. Rows whose image is missing, empty or undecodable
     are reported in ``plan.report`` and left out. Tables carry ``features_for(config).arrow_schema``.
+    A table holds up to ``row_group_bytes`` of image bytes; when the unfinished tables of all
+    outputs together hold more than ``pending_bytes``, the fullest is yielded early.
     """
     wanted = set(targets) if targets is not None else {
         (c, s) for c in (*MODALITIES, "vqa") for s in ("train", "test")
@@ -995,9 +1042,6 @@ def iter_tables(
                     len(data),
                 )
                 report.files[c.file].rows_written += 1
-                if b.nbytes >= row_group_bytes:
-                    yield key[0], key[1], b.to_table()
-                    batches[key] = _Batch("clinical")
         for split, rows in e.qa.items():
             key = ("vqa", split)
             if key not in wanted or not rows:
@@ -1010,9 +1054,15 @@ def iter_tables(
                     len(data),
                 )
                 report.files[r.file].rows_written += 1
-            if b.nbytes >= row_group_bytes:
-                yield "vqa", split, b.to_table()
-                batches[key] = _Batch("vqa")
+        # Flush only between images: the rows of one image stay in one row group, so the vqa
+        # dictionary stores its bytes once however many questions it has.
+        pending = sum(b.nbytes for b in batches.values())
+        for key, b in sorted(batches.items(), key=lambda kv: -kv[1].nbytes):
+            if b.nbytes < row_group_bytes and pending <= pending_bytes:
+                break
+            pending -= b.nbytes
+            yield key[0], key[1], b.to_table()
+            del batches[key]
     bar.close()
     for (cfg, split), b in sorted(batches.items()):
         if b.rows:
@@ -1274,6 +1324,9 @@ class ShardedParquetWriter:
             "use_dictionary": text_leaves + (image_leaves if dedup_images else []),
             "write_statistics": [p for p in text_leaves if not p.endswith(".path")],
             "dictionary_pagesize_limit": 2 * row_group_bytes if dedup_images else 1 << 20,
+            # pages are cut every few rows (~1-2 MB of images), not once per 1,024 rows: with
+            # the default, each row group's images were copied into one page buffer (+32 MB each)
+            "write_batch_size": 4,
         }
         self.paths: list[Path] = []
         self.rows = 0
@@ -1306,6 +1359,67 @@ class ShardedParquetWriter:
             p.rename(target)
             final.append(target)
         return final
+
+
+class _BackgroundWrites:
+    """Runs each output's Parquet writes on a thread of its own, with bounded bytes in flight.
+
+    ``ParquetWriter.write_table`` releases the GIL for its copies and the kernel's page-cache
+    writes, so the outputs (a modality config and vqa take the same image) are written in
+    parallel with each other and with the main thread's reading and row assembly. One thread per
+    output keeps each output's row groups in order. The main thread waits when ``budget`` bytes
+    of tables are queued or being written, which bounds memory. A failed write is raised by the
+    next :meth:`submit` or by :meth:`close`.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._in_flight = 0
+        self._cond = threading.Condition()
+        self._threads: dict[Any, ThreadPoolExecutor] = {}
+        self._futures: list[Future[None]] = []
+
+    def submit(self, key: Any, writer: ShardedParquetWriter, table: pa.Table) -> None:
+        self._raise_failed()
+        n = min(table.nbytes, self.budget)
+        with self._cond:
+            while self._in_flight + n > self.budget:  # a failed write frees its bytes too
+                self._cond.wait()
+            self._in_flight += n
+        self._raise_failed()
+        pool = self._threads.get(key)
+        if pool is None:
+            pool = self._threads[key] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mm-skin-write")
+        self._futures.append(pool.submit(self._write, writer, table, n))
+
+    def _write(self, writer: ShardedParquetWriter, table: pa.Table, n: int) -> None:
+        try:
+            writer.write(table)
+            del table
+            # Hand the freed pages back: the allocator (mimalloc) otherwise keeps each writer
+            # thread's freed pages, and RSS grew with the release instead of staying flat.
+            pa.default_memory_pool().release_unused()
+        finally:
+            with self._cond:
+                self._in_flight -= n
+                self._cond.notify_all()
+
+    def _raise_failed(self) -> None:
+        done = [f for f in self._futures if f.done()]
+        self._futures = [f for f in self._futures if not f.done()]
+        for f in done:
+            f.result()
+
+    def close(self, *, raise_failed: bool = True) -> None:
+        """Wait for every queued write; raise the first failure (unless ``raise_failed`` is False)."""
+        for pool in self._threads.values():
+            pool.shutdown(wait=True)
+        if raise_failed:
+            self._raise_failed()
+
+
+#: table bytes queued for or inside ParquetWriter.write_table at once (see _BackgroundWrites)
+WRITE_BUDGET_BYTES = 64 << 20
 
 
 @dataclasses.dataclass
@@ -1383,10 +1497,18 @@ def build(
                 )
             return writers[(cfg, split)]
 
-        for cfg, split, table in iter_tables(plan, num_proc=num_proc, progress=progress, row_group_bytes=row_group_bytes):
-            writer(cfg, split).write(table)
-        for table in iter_instruct_tables(plan, num_proc=num_proc, progress=progress, row_group_bytes=row_group_bytes):
-            writer("instruct", "train").write(table)
+        card_imports = _start_card_imports() if card else None
+        writes = _BackgroundWrites(WRITE_BUDGET_BYTES)
+        try:
+            for cfg, split, table in iter_tables(plan, num_proc=num_proc, progress=progress, row_group_bytes=row_group_bytes,
+                                                 pending_bytes=max(row_group_bytes, PENDING_BYTES)):
+                writes.submit((cfg, split), writer(cfg, split), table)
+            for table in iter_instruct_tables(plan, num_proc=num_proc, progress=progress, row_group_bytes=row_group_bytes):
+                writes.submit(("instruct", "train"), writer("instruct", "train"), table)
+        except BaseException:
+            writes.close(raise_failed=False)  # the first error is the one to report
+            raise
+        writes.close()
 
         shards: dict[str, dict[str, list[str]]] = {}
         for (cfg, split), w in sorted(writers.items()):
@@ -1410,6 +1532,8 @@ def build(
             )
         (tmp / "build_report.json").write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if card:
+            assert card_imports is not None
+            card_imports.join()
             from_card = render_card(tmp, shards, report)
             (tmp / "README.md").write_text(from_card, encoding="utf-8")
 
@@ -1484,6 +1608,33 @@ def compute_statistics(folder: Path, shards: dict[str, dict[str, list[str]]]) ->
     stats["_caption_lengths"] = [len(t.split()) for t in caption_texts]
     stats["_answer_lengths"] = [len(t.split()) for t in texts.get("answer", [])]
     return stats
+
+
+def _import_card_modules() -> None:
+    import jinja2  # noqa: F401
+    import matplotlib
+    import yaml  # noqa: F401
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
+def _start_card_imports() -> threading.Thread:
+    """Import the card's modules (matplotlib: ~1 s) on a thread while the images are written.
+
+    The writes spend their time outside the GIL (copies, page-cache writes), so the imports
+    cost almost no wall time there instead of a fixed second at the end of every build.
+    An import error is not lost: :func:`render_card` imports the same modules again.
+    """
+    def run() -> None:
+        try:
+            _import_card_modules()
+        except Exception:  # noqa: BLE001 - render_card's own import raises it with its traceback
+            pass
+
+    thread = threading.Thread(target=run, name="mm-skin-card-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def draw_statistics(stats: dict[str, Any], path: Path) -> None:
