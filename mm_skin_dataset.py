@@ -71,7 +71,7 @@ __all__ = [
     "validate_folder",
 ]
 
-VERSION = "1.0.0"
+VERSION = "0.1.0"
 REPO_ROOT = Path(__file__).resolve().parent
 CARD_TEMPLATE = REPO_ROOT / "cards" / "dataset_card.md.jinja"
 
@@ -1239,7 +1239,7 @@ class MMSkin(datasets.ArrowBasedBuilder):
         return datasets.DatasetInfo(
             description="MM-Skin (arXiv 2505.06152): dermatology image-text data from 15 textbooks.",
             features=features_for(self.config.name),
-            citation=CITATION,
+            citation=CITATION_FILE.read_text(encoding="utf-8").strip(),
         )
 
     def _plan(self) -> ReleasePlan:
@@ -1554,13 +1554,8 @@ def build(
 # The dataset card
 # --------------------------------------------------------------------------------------------
 
-CITATION = """@article{zeng2025mmskin,
-  title   = {{MM-Skin}: Enhancing Dermatology Vision-Language Model with an Image-Text Dataset Derived from Textbooks},
-  author  = {Zeng and Sun and Ma and Tan and Yan},
-  journal = {arXiv preprint arXiv:2505.06152},
-  year    = {2025},
-  url     = {https://arxiv.org/abs/2505.06152}
-}"""
+# One BibTeX entry for both cards (cards/citation.bib), read where it is needed.
+CITATION_FILE = REPO_ROOT / "cards" / "citation.bib"
 
 
 def _size_category(n: int) -> str:
@@ -1716,7 +1711,7 @@ def render_card(folder: Path, shards: dict[str, dict[str, list[str]]], report: B
         warnings=len(report.warnings),
         has_test=any("test" in s for s in shards.values()),
         modality_values=report.modality_values,
-        citation=CITATION,
+        citation=CITATION_FILE.read_text(encoding="utf-8").strip(),
         version=VERSION,
     )
 

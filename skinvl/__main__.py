@@ -1,4 +1,5 @@
-from skinvl.cli import main
 import sys
+
+from skinvl.cli import main
 
 sys.exit(main())

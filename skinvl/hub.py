@@ -43,6 +43,7 @@ from typing import Any
 
 DEFAULT_BASE_MODEL = "microsoft/llava-med-v1.5-mistral-7b"
 MODEL_CARD_TEMPLATE = "model_card.md.jinja"
+CARDS_DIR = Path(__file__).resolve().parents[1] / "cards"
 CARD_TAGS = [
     "medical",
     "dermatology",
@@ -53,13 +54,6 @@ CARD_TAGS = [
     "skinvl",
     "mm-skin",
 ]
-BIBTEX = """@article{zeng2025mmskin,
-  title   = {{MM-Skin}: Enhancing Dermatology Vision-Language Model with an Image-Text Dataset Derived from Textbooks},
-  author  = {Zeng and Sun and Ma and Tan and Yan},
-  journal = {arXiv preprint arXiv:2505.06152},
-  year    = {2025},
-  url     = {https://arxiv.org/abs/2505.06152}
-}"""
 # Hyper-parameters of the released SkinVL weights (DESIGN.md 1.2; the authors' LoRA script).
 PAPER_RECIPE = [
     ("Starting point", f"[{DEFAULT_BASE_MODEL}](https://huggingface.co/{DEFAULT_BASE_MODEL})"),
@@ -265,19 +259,11 @@ def _result_blocks(docs: Sequence[dict[str, Any]]) -> list[_ResultBlock]:
 
 # --------------------------------------------------------------------------- model card
 def _template_text() -> str:
-    """The model-card template: ``cards/`` of a source checkout, else the packaged copy."""
-    candidates = [Path(__file__).resolve().parents[1] / "cards" / MODEL_CARD_TEMPLATE]
-    for path in candidates:
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    from importlib import resources
-
-    packaged = resources.files("skinvl").joinpath("templates", MODEL_CARD_TEMPLATE)
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    raise PushError(
-        f"model card template {MODEL_CARD_TEMPLATE} not found (looked in {candidates[0].parent})"
-    )
+    """The model-card template from ``cards/`` beside the package."""
+    path = CARDS_DIR / MODEL_CARD_TEMPLATE
+    if not path.is_file():
+        raise PushError(f"model card template {path} not found: reinstall mm-skin from a source checkout")
+    return path.read_text(encoding="utf-8")
 
 
 def _count_parameters(folder: Path) -> int | None:
@@ -418,7 +404,7 @@ def render_model_card(
         ),
         recipe=list(recipe or PAPER_RECIPE),
         results=_result_blocks(docs),
-        bibtex=BIBTEX,
+        bibtex=(CARDS_DIR / "citation.bib").read_text(encoding="utf-8").strip(),
     )
     # Collapse runs of blank lines left by optional sections.
     while "\n\n\n" in text:
