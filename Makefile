@@ -23,6 +23,7 @@ demo: install
 	$(PY) examples/demo.py
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 --durations=15
 
 bench: install
