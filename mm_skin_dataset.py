@@ -72,8 +72,13 @@ __all__ = [
 ]
 
 VERSION = "0.1.0"
-REPO_ROOT = Path(__file__).resolve().parent
-CARD_TEMPLATE = REPO_ROOT / "cards" / "dataset_card.md.jinja"
+# The card templates: cards/ in a source checkout (and editable installs); a wheel installs the
+# same folder beside this module as mm_skin_cards/ (pyproject.toml's package-dir).
+CARDS_DIR = next(
+    (d for d in (Path(__file__).resolve().parent / n for n in ("cards", "mm_skin_cards")) if d.is_dir()),
+    Path(__file__).resolve().parent / "cards",
+)
+CARD_TEMPLATE = CARDS_DIR / "dataset_card.md.jinja"
 
 # --------------------------------------------------------------------------------------------
 # Facts about the release (DESIGN.md 1.1)
@@ -1555,7 +1560,7 @@ def build(
 # --------------------------------------------------------------------------------------------
 
 # One BibTeX entry for both cards (cards/citation.bib), read where it is needed.
-CITATION_FILE = REPO_ROOT / "cards" / "citation.bib"
+CITATION_FILE = CARDS_DIR / "citation.bib"
 
 
 def _size_category(n: int) -> str:

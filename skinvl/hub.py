@@ -43,7 +43,11 @@ from typing import Any
 
 DEFAULT_BASE_MODEL = "microsoft/llava-med-v1.5-mistral-7b"
 MODEL_CARD_TEMPLATE = "model_card.md.jinja"
-CARDS_DIR = Path(__file__).resolve().parents[1] / "cards"
+# cards/ in a source checkout (and editable installs); mm_skin_cards/ beside the package in a wheel.
+CARDS_DIR = next(
+    (d for d in (Path(__file__).resolve().parents[1] / n for n in ("cards", "mm_skin_cards")) if d.is_dir()),
+    Path(__file__).resolve().parents[1] / "cards",
+)
 CARD_TAGS = [
     "medical",
     "dermatology",
