@@ -27,7 +27,7 @@ test: install
 	$(PY) -m pytest -q -n 2 --durations=15
 
 bench: install
-	$(PY) bench/build.py --scale 0.1
+	$(PY) bench/build.py
 	$(PY) bench/convert.py
 	$(PY) bench/eval.py
 	$(PY) bench/train.py
