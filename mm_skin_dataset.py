@@ -605,6 +605,28 @@ def locate_release(source: str | os.PathLike[str], test_csv: str | os.PathLike[s
     return files
 
 
+QA_FIELDS = ("image", "question", "answer")
+
+
+def _filled_rows(
+    report: BuildReport, name: str, cols: dict[str, int], rows: list[list[str]], fields: Sequence[str]
+) -> Iterator[tuple[int, list[str], tuple[str, ...]]]:
+    """Yield ``(row number, row, values of fields)`` for the rows of one CSV whose ``fields`` are
+    all filled; count every row read and report each blank line or empty field as not written."""
+    for i, row in enumerate(rows):
+        rowno = i + 2  # spreadsheet numbering: the header is row 1
+        report.files[name].rows_read += 1
+        if not any(cell.strip() for cell in row):
+            report.skip(name, rowno, None, "", "blank line")
+            continue
+        values = tuple(_cell(row, cols[c]) for c in fields)
+        empty = next((c for c, v in zip(fields, values, strict=True) if not v), None)
+        if empty is not None:
+            report.skip(name, rowno, empty, "", "empty image path" if empty == "image" else f"empty {empty}")
+            continue
+        yield rowno, row, values
+
+
 def load_release(
     source: str | os.PathLike[str],
     *,
@@ -640,24 +662,9 @@ def load_release(
         tpath = files["test"]
         tname = _display(tpath, src)
         report.add_file(tname, "official VQA test split", tpath)
-        cols, rows = _read_csv(tpath, tname, ["image", "question", "answer"])
+        cols, rows = _read_csv(tpath, tname, QA_FIELDS)
         seen: dict[tuple[str, str, str], int] = {}
-        for i, row in enumerate(rows):
-            rowno = i + 2  # spreadsheet numbering: header is row 1
-            report.files[tname].rows_read += 1
-            if not any(cell.strip() for cell in row):
-                report.skip(tname, rowno, None, "", "blank line")
-                continue
-            image, question, answer = (_cell(row, cols[c]) for c in ("image", "question", "answer"))
-            if not image:
-                report.skip(tname, rowno, "image", image, "empty image path")
-                continue
-            if not question:
-                report.skip(tname, rowno, "question", question, "empty question")
-                continue
-            if not answer:
-                report.skip(tname, rowno, "answer", answer, "empty answer")
-                continue
+        for rowno, _, (image, question, answer) in _filled_rows(report, tname, cols, rows, QA_FIELDS):
             key = _image_key(image)
             ident = (key, question, answer)
             if ident in seen:
@@ -701,22 +708,7 @@ def load_release(
         target = user_map.get(v) or MODALITY_ALIASES[v]
         report.modality_values[raw_values[v]] = {"modality": target, "rows": n}
     seen_caption: dict[tuple[str, str, int], int] = {}
-    for i, row in enumerate(rows):
-        rowno = i + 2
-        report.files[cname].rows_read += 1
-        if not any(cell.strip() for cell in row):
-            report.skip(cname, rowno, None, "", "blank line")
-            continue
-        image, caption, raw_mod = (_cell(row, cols[c]) for c in ("image", "caption", "modality"))
-        if not image:
-            report.skip(cname, rowno, "image", image, "empty image path")
-            continue
-        if not caption:
-            report.skip(cname, rowno, "caption", caption, "empty caption")
-            continue
-        if not raw_mod:
-            report.skip(cname, rowno, "modality", raw_mod, "empty modality")
-            continue
+    for rowno, row, (image, caption, raw_mod) in _filled_rows(report, cname, cols, rows, ("image", "caption", "modality")):
         norm = _norm_modality(raw_mod)
         modality = MODALITIES.index(user_map.get(norm) or MODALITY_ALIASES[norm])
         key = _image_key(image)
@@ -740,24 +732,9 @@ def load_release(
     assert vpath is not None
     vname = _display(vpath, src)
     report.add_file(vname, "VQA pairs (MM-Skin-O)", vpath)
-    cols, rows = _read_csv(vpath, vname, ["image", "question", "answer"])
+    cols, rows = _read_csv(vpath, vname, QA_FIELDS)
     seen_qa: dict[tuple[str, str, str], int] = {}
-    for i, row in enumerate(rows):
-        rowno = i + 2
-        report.files[vname].rows_read += 1
-        if not any(cell.strip() for cell in row):
-            report.skip(vname, rowno, None, "", "blank line")
-            continue
-        image, question, answer = (_cell(row, cols[c]) for c in ("image", "question", "answer"))
-        if not image:
-            report.skip(vname, rowno, "image", image, "empty image path")
-            continue
-        if not question:
-            report.skip(vname, rowno, "question", question, "empty question")
-            continue
-        if not answer:
-            report.skip(vname, rowno, "answer", answer, "empty answer")
-            continue
+    for rowno, _, (image, question, answer) in _filled_rows(report, vname, cols, rows, QA_FIELDS):
         key = _image_key(image)
         ident = (key, question, answer)
         if ident in test_rows:  # written from the test CSV (repeats included, as there)
