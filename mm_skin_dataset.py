@@ -598,11 +598,28 @@ def locate_release(source: str | os.PathLike[str], test_csv: str | os.PathLike[s
             raise ReleaseError(f"--test-csv {path}: no such file")
         files["test"] = path
     else:
-        for base in (src, root.parent, root):
-            if (base / TEST_CSV_RELATIVE).is_file():
-                files["test"] = base / TEST_CSV_RELATIVE
-                break
+        files["test"] = _find_test_csv((src, root.parent, root))
     return files
+
+
+def _find_test_csv(bases: Iterable[Path]) -> Path | None:
+    """The official test CSV (``Dataframe/test/vqa/MM-Skin_test.csv``) under the first base that
+    has one; failing that, the only ``*_test.csv`` in such a ``Dataframe/test/vqa/`` folder (a
+    renamed copy, or the synthetic sample's). Several candidates are ambiguous: an error."""
+    for base in bases:
+        if (base / TEST_CSV_RELATIVE).is_file():
+            return base / TEST_CSV_RELATIVE
+    for base in bases:
+        folder = base / TEST_CSV_RELATIVE.parent
+        found = sorted(folder.glob("*_test.csv")) if folder.is_dir() else []
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ReleaseError(
+                f"{folder}: several test CSVs ({', '.join(f.name for f in found)}) and none named "
+                f"{TEST_CSV_RELATIVE.name}; choose one with --test-csv"
+            )
+    return None
 
 
 QA_FIELDS = ("image", "question", "answer")

@@ -7,7 +7,9 @@ Layout (as the authors ship it, DESIGN.md 1.1)::
     MM-SkinQA/caption.csv            image, cleaned_caption, modality
     MM-SkinQA/VQA.csv                image, question, answer
     MM-SkinQA/dataset/bk{N}_*.png    the figures
-    Dataframe/test/vqa/MM-Skin_test.csv   the official test split format (image, question, answer)
+    Dataframe/test/vqa/MM-Skin-sample_test.csv   in the official test split's format (image,
+                                     question, answer); named apart from the authors' MM-Skin_test.csv
+                                     so it is never mistaken for the real file (the builder finds it)
     Dataframe/Pretrain/vqa_MM.json   LLaVA instruction format (the `instruct` config)
 
 The images are drawn here with a fixed seed (clinical: a lesion on skin; dermoscopy: a pigment
@@ -216,7 +218,7 @@ def make_sample_release(out: Path, seed: int = SEED) -> Path:
     by_stem = {stem: qa for stem, _, _, qa in IMAGES}
     test = out / "Dataframe" / "test" / "vqa"
     test.mkdir(parents=True)
-    with open(test / "MM-Skin_test.csv", "w", newline="", encoding="utf-8") as f:
+    with open(test / "MM-Skin-sample_test.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["image", "question", "answer"])
         for stem, i in TEST_ROWS:
@@ -230,7 +232,10 @@ def make_sample_release(out: Path, seed: int = SEED) -> Path:
         "`examples/make_sample_release.py` (fixed seed). The images are drawn shapes and the\n"
         "captions / QA pairs were written for this sample: nothing here comes from the textbooks.\n"
         "Modality strings: `skin` (as in the real release), `dermoscopy` and `pathology` (the real\n"
-        "release's strings for these two are not known).\n\n"
+        "release's strings for these two are not known). The test split is\n"
+        "`Dataframe/test/vqa/MM-Skin-sample_test.csv`, in the format of the authors' `MM-Skin_test.csv`\n"
+        "but named apart from it; the builder uses the only `*_test.csv` there when the official name\n"
+        "is absent.\n\n"
         "Build it: `mm-skin build examples/mm-skin-sample --out mm-skin`\n",
         encoding="utf-8",
     )

@@ -110,7 +110,7 @@ def test_sample_is_small_and_in_the_authors_layout() -> None:
     files = [p for p in SAMPLE.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 300_000
     assert (SAMPLE / "MM-SkinQA/caption.csv").is_file() and (SAMPLE / "MM-SkinQA/VQA.csv").is_file()
-    assert (SAMPLE / "Dataframe/test/vqa/MM-Skin_test.csv").is_file()
+    assert (SAMPLE / "Dataframe/test/vqa/MM-Skin-sample_test.csv").is_file()
     pngs = list((SAMPLE / "MM-SkinQA/dataset").glob("bk*.png"))
     assert len(pngs) >= 24
     with open(SAMPLE / "MM-SkinQA/caption.csv", encoding="utf-8") as f:
@@ -162,7 +162,7 @@ def test_images_are_the_original_bytes(sample_out: Path) -> None:
 
 
 def test_splits_follow_the_official_test_csv(sample_out: Path, cache_dir: str) -> None:
-    with open(SAMPLE / "Dataframe/test/vqa/MM-Skin_test.csv", encoding="utf-8") as f:
+    with open(SAMPLE / "Dataframe/test/vqa/MM-Skin-sample_test.csv", encoding="utf-8") as f:
         official = collections.Counter((Path(r["image"]).stem, r["question"], r["answer"]) for r in csv.DictReader(f))
     ds = datasets.load_dataset(str(sample_out), "vqa", cache_dir=cache_dir).remove_columns("image")
     test = collections.Counter(zip(ds["test"]["image_id"], ds["test"]["question"], ds["test"]["answer"], strict=True))
@@ -266,7 +266,7 @@ def test_builder_class_gives_the_same_rows(sample_out: Path, tmp_path: Path) -> 
 def test_report_lists_every_input_file(sample_out: Path) -> None:
     report = report_of(sample_out)
     assert set(report["files"]) == {
-        "MM-SkinQA/caption.csv", "MM-SkinQA/VQA.csv", "Dataframe/test/vqa/MM-Skin_test.csv", "Dataframe/Pretrain/vqa_MM.json"
+        "MM-SkinQA/caption.csv", "MM-SkinQA/VQA.csv", "Dataframe/test/vqa/MM-Skin-sample_test.csv", "Dataframe/Pretrain/vqa_MM.json"
     }
     vqa = report["files"]["MM-SkinQA/VQA.csv"]
     assert vqa["rows_read"] == vqa["rows_written"] + vqa["rows_skipped"] + vqa["rows_in_test_split"]
@@ -646,3 +646,16 @@ def test_push_fails_fast_without_token_or_network(sample_out: Path, tmp_path: Pa
     assert "hf_dummy_secret" not in proc.stdout + proc.stderr
     # validation (streams every config) + a 3 s connect probe, not a retry loop
     assert all(float(line.split()[1]) < 15 for line in lines), lines
+
+
+def test_test_csv_is_found_by_its_official_name_or_as_the_only_candidate(tmp_path: Path) -> None:
+    vqa = tmp_path / "Dataframe/test/vqa"
+    vqa.mkdir(parents=True)
+    assert mm._find_test_csv([tmp_path]) is None
+    (vqa / "a_test.csv").write_text("image,question,answer\n")
+    assert mm._find_test_csv([tmp_path]) == vqa / "a_test.csv"
+    (vqa / "b_test.csv").write_text("image,question,answer\n")
+    with pytest.raises(mm.ReleaseError, match="several test CSVs .* --test-csv"):
+        mm._find_test_csv([tmp_path])
+    (vqa / "MM-Skin_test.csv").write_text("image,question,answer\n")
+    assert mm._find_test_csv([tmp_path]) == vqa / "MM-Skin_test.csv"
