@@ -1,0 +1,4 @@
+"""mm_skin: the torch-free dataset side of mm-skin (release facts, reading, images, tables, cards, Hub push).
+
+Nothing here imports torch or skinvl; ``mm_skin_dataset`` (the builder) and ``skinvl`` import it.
+"""

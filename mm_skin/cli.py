@@ -1,0 +1,144 @@
+"""What both command lines (``mm-skin`` and ``skinvl``) share: exit codes and options-as-dataclasses.
+
+Each workflow declares its options ONCE, as a typed dataclass; its sub-command is derived from
+that dataclass by transformers' :class:`~transformers.HfArgumentParser` (which imports no torch).
+Field metadata carries the help text; ``positional=True`` makes a field a positional argument;
+a field without a default is required and ``--help`` says so instead of "(default: None)".
+
+Example::
+
+    >>> @dataclasses.dataclass
+    ... class HelloOptions:
+    ...     name: str = dataclasses.field(metadata={"positional": True, "help": "who to greet"})
+    ...     loud: bool = dataclasses.field(default=False, metadata={"help": "shout"})
+    >>> parser = make_parser("demo", "A demo.", "0.1")
+    >>> sub = add_subcommands(parser)
+    >>> _ = add_command(sub, "hello", HelloOptions, lambda o: 0, "say hello")
+    >>> options_from(parser.parse_args(["hello", "you", "--loud"]), HelloOptions)
+    HelloOptions(name='you', loud=True)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from transformers import HfArgumentParser
+
+T = TypeVar("T")
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of both CLIs (documented in the README and in every ``--help`` epilog)."""
+
+    OK = 0
+    FAILED = 1  # an unexpected error (a traceback: please report it)
+    BAD_INPUT = 2  # bad input: the one-line message names the file, row, value and the fix
+    STRICT = 3  # --strict and some rows could not be written
+    PUSH = 4  # a push was refused or failed (nothing partial is committed)
+
+
+EXIT_CODES_HELP = (
+    "exit codes: 0 ok; 1 unexpected error (a bug: please report it); 2 bad input (the message "
+    "names the file, row, value and the fix); 3 --strict and some rows were not written; "
+    "4 push refused or failed."
+)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows real defaults, marks required options, and never prints "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.required and action.option_strings:
+            return f"{text} (required)"
+        if action.default in (None, False, [], argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class OptionsParser(HfArgumentParser):
+    """HfArgumentParser plus positional fields, plain ``store_true`` flags and one spelling per option."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+        metadata = dict(field.metadata)
+        if metadata.pop("positional", False):
+            kwargs = {"type": _scalar_type(field.type), **metadata}
+            if field.default is not dataclasses.MISSING:
+                kwargs.update(nargs="?", default=field.default)
+            parser.add_argument(field.name, **kwargs)
+            return
+        flag = f"--{field.name.replace('_', '-')}"
+        if field.type is bool or field.type == "bool":
+            # A bare flag: `--strict`, never `--strict true`, so a following positional is not eaten.
+            action = argparse.BooleanOptionalAction if field.default is True else "store_true"
+            parser.add_argument(flag, dest=field.name, action=action, default=field.default, **metadata)
+            return
+        # HfArgumentParser adds `--name_with_underscores` and `--name-with-hyphens`; keep the latter.
+        before = len(parser._actions)
+        HfArgumentParser._parse_dataclass_field(parser, field)
+        for action in parser._actions[before:]:
+            if flag in action.option_strings and len(action.option_strings) > 1:
+                for spelling in list(action.option_strings):
+                    if spelling != flag and "_" in spelling:
+                        action.option_strings.remove(spelling)
+                        parser._option_string_actions.pop(spelling, None)
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """The callable argparse converts a positional value with (``X | None`` -> ``X``)."""
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    return args[0] if len(args) == 1 else annotation
+
+
+def make_parser(prog: str, description: str, version: str) -> argparse.ArgumentParser:
+    """The top-level parser of a CLI: description, exit codes in the epilog, ``--version``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
+    return parser
+
+
+def add_subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """Sub-command slot whose parsers are :class:`OptionsParser` (derived from dataclasses)."""
+    return parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                 parser_class=OptionsParser)
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    options: type[T],
+    run: Callable[[T], int],
+    help: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """Add sub-command ``name`` derived from the dataclass ``options``; it calls ``run(options)``."""
+    parser = subparsers.add_parser(
+        name, dataclass_types=[options], help=help, description=description or help,
+        epilog=EXIT_CODES_HELP,
+    )
+    parser.set_defaults(func=lambda ns: run(options_from(ns, options)))
+    return parser
+
+
+def options_from(namespace: argparse.Namespace, options: type[T]) -> T:
+    """The dataclass instance for a parsed sub-command (extra namespace entries are ignored)."""
+    names = {f.name for f in dataclasses.fields(options) if f.init}
+    return options(**{k: v for k, v in vars(namespace).items() if k in names})
+
+
+def run_main(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen sub-command; returns its exit code."""
+    args = parser.parse_args(argv)
+    return int(args.func(args) or ExitCode.OK)
