@@ -16,7 +16,7 @@ route still being written back), the routes interleaved ``--repeat`` times:
 * floor_out - the same, but each image written into every output the build must store it in
               (its modality config's split, and each vqa split it has QA pairs in): ~2.4x the
               floor's bytes. A second, clearly separate figure: the build cannot write less;
-* build     - `mm_skin_dataset.build(...)`: all configs, validation, card, report;
+* build     - `mm_skin.build.build(...)`: all configs, validation, card, report;
 * naive     - `datasets.Dataset.from_generator` yielding decoded PIL images for the caption and
               vqa configs, then `to_parquet` (what one writes without thinking about bytes).
 
@@ -46,7 +46,6 @@ import time
 import zlib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 FULL_IMAGES = 11_039
 QA_PER_IMAGE = 2.45
 MODALITY_STRINGS = ("skin", "dermoscopy", "pathology")
@@ -213,18 +212,24 @@ def route_floor_out(release: Path, out: Path) -> None:
 
 
 def route_build(release: Path, out: Path) -> None:
-    sys.path.insert(0, str(REPO))
-    import mm_skin_dataset
+    from mm_skin.build import build
 
-    mm_skin_dataset.build(release, out)
+    build(release, out)
 
 
 def route_naive(release: Path, out: Path) -> None:
     import datasets
     from PIL import Image
 
-    sys.path.insert(0, str(REPO))
-    import mm_skin_dataset as mm
+    from mm_skin.demographics import parse_age_sex
+    from mm_skin.qa_columns import answer_type, question_id
+    from mm_skin.schema import (
+        CAPTION_FEATURES,
+        MODALITIES,
+        MODALITY_ALIASES,
+        TEXTBOOKS,
+        VQA_FEATURES,
+    )
 
     qa_root = release / "MM-SkinQA"
     with open(qa_root / "caption.csv", encoding="utf-8") as f:
@@ -233,7 +238,7 @@ def route_naive(release: Path, out: Path) -> None:
         vqa = list(csv.DictReader(f))
     with open(release / "Dataframe/test/vqa/MM-Skin_test.csv", encoding="utf-8") as f:
         test = {(r["image"], r["question"], r["answer"]) for r in csv.DictReader(f)}
-    modality_of = {r["image"]: mm.MODALITIES.index(mm.MODALITY_ALIASES[r["modality"]]) for r in captions}
+    modality_of = {r["image"]: MODALITIES.index(MODALITY_ALIASES[r["modality"]]) for r in captions}
     test_images = {t[0] for t in test}
 
     def image(rel: str) -> Image.Image:
@@ -247,25 +252,26 @@ def route_naive(release: Path, out: Path) -> None:
     def gen_captions(modality: int, split: str):
         for r in captions:
             if modality_of[r["image"]] == modality and (r["image"] in test_images) == (split == "test"):
-                age, sex = mm.parse_age_sex(r["cleaned_caption"])
+                age, sex = parse_age_sex(r["cleaned_caption"])
                 yield {"image": image(r["image"]), "image_id": Path(r["image"]).stem, "caption": r["cleaned_caption"],
-                       "modality": modality, "textbook_id": tb(r["image"]), "textbook": mm.TEXTBOOKS[tb(r["image"])],
+                       "modality": modality, "textbook_id": tb(r["image"]), "textbook": TEXTBOOKS[tb(r["image"])],
                        "age": age, "sex": sex}
 
     def gen_vqa(split: str):
-        for r in vqa:
+        for row, r in enumerate(vqa, 2):
             if ((r["image"], r["question"], r["answer"]) in test) == (split == "test"):
                 yield {"image": image(r["image"]), "image_id": Path(r["image"]).stem, "question": r["question"],
                        "answer": r["answer"], "modality": modality_of[r["image"]], "textbook_id": tb(r["image"]),
-                       "textbook": mm.TEXTBOOKS[tb(r["image"])]}
+                       "textbook": TEXTBOOKS[tb(r["image"])], "question_id": question_id("VQA.csv", row, r["image"], r["question"]),
+                       "answer_type": answer_type(r["question"], r["answer"]), "image_in_test": r["image"] in test_images}
 
     cache = out / "_cache"
     for split in ("train", "test"):
-        for m, name in enumerate(mm.MODALITIES):
+        for m, name in enumerate(MODALITIES):
             ds = datasets.Dataset.from_generator(gen_captions, gen_kwargs={"modality": m, "split": split},
-                                                 features=mm.CAPTION_FEATURES, cache_dir=str(cache))
+                                                 features=CAPTION_FEATURES, cache_dir=str(cache))
             ds.to_parquet(str(out / name / f"{split}.parquet"))
-        ds = datasets.Dataset.from_generator(gen_vqa, gen_kwargs={"split": split}, features=mm.VQA_FEATURES, cache_dir=str(cache))
+        ds = datasets.Dataset.from_generator(gen_vqa, gen_kwargs={"split": split}, features=VQA_FEATURES, cache_dir=str(cache))
         ds.to_parquet(str(out / "vqa" / f"{split}.parquet"))
     shutil.rmtree(cache)
 

@@ -1,11 +1,16 @@
-"""Benchmark the evaluation path (one run, prints ratios; no assertions on time).
+"""Benchmark the evaluation path (one run, prints medians and ratios; no assertions on time).
 
 1. Batched generation (batch 16) against a one-question-at-a-time loop, same tiny model, same
    inputs, greedy: the answers must be identical; target >= 5x faster.
 2. The scorer on all 5,452 real MM-Skin test answers (../shared, predictions = the references
    shuffled) with the paper protocol, BERTScore aside: target < 30 s.
+3. The endpoint client against a loopback server taking 200 ms per request, 256 questions,
+   --concurrency 16 against --concurrency 1: target >= 12x the throughput (the limit is 16x).
+4. Resume overhead: the predictions log (append + flush per batch, read back, merge) against the
+   generation time of the same local run: target < 1 %.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/eval.py [--samples 32] [--repeats 3] [--max-new-tokens 24] [--threads 1]
+        [--endpoint-questions 256] [--endpoint-delay 0.2] [--skip-scorer] [--skip-endpoint]
 """
 
 from __future__ import annotations
@@ -100,6 +105,94 @@ def bench_scorer(repeats: int) -> float | None:
     return seconds
 
 
+def bench_endpoint(questions: int, delay: float, concurrencies: tuple[int, ...] = (1, 16)) -> float:
+    """Throughput of the endpoint client at each concurrency against a server with fixed latency."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from eval_servers import FaultServer
+
+    from skinvl.evaluation.endpoint import EndpointAnswerer, EndpointOptions
+    from skinvl.evaluation.images import LazyImages
+    from skinvl.evaluation.runs import Row
+
+    rng = np.random.default_rng(0)
+    blobs = []
+    for _ in range(questions):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (32, 40, 3), dtype=np.uint8)).save(buffer, "PNG")
+        blobs.append(buffer.getvalue())
+    images = LazyImages(blobs.__getitem__, questions)
+    rows = [Row(f"q-{i}", i, f"What does image {i} show?") for i in range(questions)]
+    seconds: dict[int, float] = {}
+    with FaultServer(delay=delay) as server:
+        for n in concurrencies:
+            client = EndpointAnswerer(EndpointOptions(endpoint=server.url, model_name="bench", concurrency=n),
+                                      {"max_tokens": 8, "temperature": 0.0})
+            start = time.perf_counter()
+            records = [r for batch in client.answer(rows, images) for r in batch]
+            seconds[n] = time.perf_counter() - start
+            client.close()
+            assert all(r["status"] == "ok" for r in records)
+    low, high = concurrencies[0], concurrencies[-1]
+    ratio = seconds[low] / seconds[high]
+    print(f"endpoint: {questions} questions, server latency {delay * 1000:.0f} ms/request")
+    for n in concurrencies:
+        print(f"  concurrency {n:<3}: {seconds[n]:8.2f} s  ({questions / seconds[n]:6.1f} q/s)")
+    print(f"  throughput ratio {high} vs {low}: {ratio:.2f}x   (target >= 12x, limit {high / low:.0f}x)")
+    return ratio
+
+
+def bench_resume_overhead(samples: int, max_new_tokens: int, batch_size: int, repeats: int) -> float:
+    """The predictions log's cost (append per batch + read + merge) as a share of the run's generation."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    import skinvl
+    from skinvl.evaluation.images import LazyImages
+    from skinvl.evaluation.models import LoadedModel, LocalAnswerer
+    from skinvl.evaluation.runs import PredictionLog, Row
+
+    loaded = LoadedModel.wrap(*skinvl.load("skinvl-tiny"))
+    rng = np.random.default_rng(1)
+    pictures = [Image.fromarray(rng.integers(0, 255, (32, 40, 3), dtype=np.uint8)) for _ in range(samples)]
+    images = LazyImages(lambda i: _png(pictures[i]), samples)
+    rows = [Row(f"test-{i:05d}", i, f"What does image {i} show?", {"answer": "A nevus.", "modality": "clinical"})
+            for i in range(samples)]
+    answerer = LocalAnswerer(loaded, batch_size=batch_size, generate_kwargs={"max_new_tokens": max_new_tokens})
+    t_run, batches = _timed(lambda: list(answerer.answer(rows, images)), repeats)
+
+    def log_cycle():
+        with tempfile.TemporaryDirectory() as folder:
+            log = PredictionLog(folder)
+            log.start(resume=False)
+            for records in batches:
+                log.append(records)
+            log.read()
+            log.merge(rows)
+
+    t_log, _ = _timed(log_cycle, repeats)
+    share = t_log / t_run
+    print(f"resume overhead: {samples} questions, batch {batch_size}, median of {repeats}")
+    print(f"  generation    : {t_run:8.3f} s")
+    print(f"  log (append per batch + read + merge): {t_log * 1000:8.2f} ms = {100 * share:.3f} % of the run "
+          f"(target < 1 %); {1e6 * t_log / samples:.0f} us per question")
+    return share
+
+
+def _png(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks and print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,8 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--skip-scorer", action="store_true")
+    parser.add_argument("--resume-samples", type=int, default=256, help="questions of the resume-overhead run")
+    parser.add_argument("--endpoint-questions", type=int, default=256)
+    parser.add_argument("--endpoint-delay", type=float, default=0.2, help="server latency per request (s)")
+    parser.add_argument("--skip-endpoint", action="store_true")
     args = parser.parse_args(argv)
     bench_generation(args.samples, args.repeats, args.max_new_tokens, args.batch_size, args.threads)
+    bench_resume_overhead(args.resume_samples, args.max_new_tokens, args.batch_size, args.repeats)
+    if not args.skip_endpoint:
+        bench_endpoint(args.endpoint_questions, args.endpoint_delay)
     if not args.skip_scorer:
         bench_scorer(args.repeats)
     return 0

@@ -2,7 +2,8 @@
 
 One invocation measures two configurations, each in its own child process (so one run's freed
 memory does not hide the other's): gradient (activation) checkpointing on (the paper's recipe) and
-off. Each runs the real path (``skinvl.train.train``: Trainer + peft LoRA + the collator) for a
+off. Each runs the real path (``skinvl.train.train``: TRL's SFTTrainer + peft LoRA + TRL's
+vision-language collator) for a
 few steps on synthetic long conversations, then reports
 
 * samples/s: batch size / median step time, warm-up steps excluded;
@@ -56,11 +57,12 @@ def make_dataset(folder: Path, rows: int, words: int) -> None:
 def sequence_length(data: str) -> int:
     """Tokens in the first training sequence (image tokens included), as the collator builds it."""
     import skinvl
-    from skinvl.train import ConversationCollator, load_conversations
+    from skinvl.training_data import load_conversations, training_chat_template, vision_collator
 
     _, processor = skinvl.load("skinvl-tiny")
     rows = load_conversations([data], ["vqa"])
-    return int(ConversationCollator(processor, "vicuna_v1")([rows[0]])["input_ids"].shape[1])
+    collate = vision_collator(processor, training_chat_template(processor, "vicuna_v1"))
+    return int(collate([rows[0]])["input_ids"].shape[1])
 
 
 def measure(data: str, output: str, checkpointing: bool, steps: int, batch_size: int, queue) -> None:

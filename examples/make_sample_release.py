@@ -30,6 +30,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from mm_skin.schema import SYNTHETIC_MARKER
+
 SEED = 20250509
 HERE = Path(__file__).resolve().parent
 
@@ -195,6 +197,12 @@ def draw(modality: str, rng: random.Random) -> Image.Image:
     return img.filter(ImageFilter.SMOOTH)
 
 
+SAMPLE_DESCRIPTION = (
+    "the synthetic MM-Skin sample of the mm-skin project (examples/mm-skin-sample, written by "
+    "examples/make_sample_release.py): drawn shapes with hand-written captions and QA pairs"
+)
+
+
 def make_sample_release(out: Path, seed: int = SEED) -> Path:
     """(Re)write the sample release under ``out``; return ``out``."""
     rng = random.Random(seed)
@@ -226,6 +234,9 @@ def make_sample_release(out: Path, seed: int = SEED) -> Path:
     pretrain = out / "Dataframe" / "Pretrain"
     pretrain.mkdir(parents=True)
     (pretrain / "vqa_MM.json").write_text(json.dumps(INSTRUCT, indent=1) + "\n", encoding="utf-8")
+    # the builder reads this marker: the card and report then say the data is synthetic
+    marker = {"synthetic": True, "description": SAMPLE_DESCRIPTION}
+    (out / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
     (out / "README.md").write_text(
         "# MM-Skin sample release (synthetic)\n\n"
         "A tiny stand-in for the MM-Skin release in the authors' layout, written by\n"
@@ -236,6 +247,8 @@ def make_sample_release(out: Path, seed: int = SEED) -> Path:
         "`Dataframe/test/vqa/MM-Skin-sample_test.csv`, in the format of the authors' `MM-Skin_test.csv`\n"
         "but named apart from it; the builder uses the only `*_test.csv` there when the official name\n"
         "is absent.\n\n"
+        f"`{SYNTHETIC_MARKER}` marks the folder as synthetic: the dataset card and build report of a\n"
+        "build from it say so instead of describing textbook data and an official test split.\n\n"
         "Build it: `mm-skin build examples/mm-skin-sample --out mm-skin`\n",
         encoding="utf-8",
     )

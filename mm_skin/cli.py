@@ -36,15 +36,15 @@ class ExitCode(enum.IntEnum):
 
     OK = 0
     FAILED = 1  # an unexpected error (a traceback: please report it)
-    BAD_INPUT = 2  # bad input: the one-line message names the file, row, value and the fix
+    BAD_INPUT = 2  # bad input (also a folder, repo id or token a push refuses): one line says the fix
     STRICT = 3  # --strict and some rows could not be written
     PUSH = 4  # a push was refused or failed (nothing partial is committed)
 
 
 EXIT_CODES_HELP = (
-    "exit codes: 0 ok; 1 unexpected error (a bug: please report it); 2 bad input (the message "
-    "names the file, row, value and the fix); 3 --strict and some rows were not written; "
-    "4 push refused or failed."
+    "exit codes: 0 ok; 1 unexpected error (a bug: please report it); 2 bad input, including a "
+    "folder, repo id or token that a push refuses (the message names the file, row, value and the "
+    "fix); 3 --strict and some rows were not written; 4 push failed (nothing partial committed)."
 )
 
 

@@ -7,7 +7,10 @@
     AutoModelForImageTextToText.from_pretrained("zwq803/SkinVL-PubMM", dtype=torch.bfloat16)
     AutoProcessor.from_pretrained("zwq803/SkinVL-PubMM")
 
-load the released checkpoints in one call each. ``skinvl.load(...)`` does both at once.
+load the released checkpoints in one call each. ``skinvl.load(...)`` does both at once::
+
+    model, processor = skinvl.load("skinvl-tiny")  # random weights, for trying things out
+    model, processor = skinvl.load("path/to/llava-med-folder", vision_tower="path/to/clip-vit-l-336")
 """
 
 from __future__ import annotations
@@ -22,8 +25,16 @@ from transformers import (
 )
 
 from .configuration_skinvl import SkinVLConfig
-from .modeling_skinvl import SkinVLForConditionalGeneration, SkinVLModel
+from .modeling_skinvl import SkinVLForConditionalGeneration, SkinVLModel, parse_dtype
+from .original_format import LlavaMistralConfig, read_json_object
 from .processing_skinvl import SkinVLProcessor
+
+try:
+    from mm_skin import __version__
+except ImportError:  # an mm_skin without the attribute: ask the installed distribution
+    from importlib.metadata import version
+
+    __version__ = version("mm-skin")
 
 
 def _register() -> None:
@@ -32,9 +43,9 @@ def _register() -> None:
     AutoModelForImageTextToText.register(SkinVLConfig, SkinVLForConditionalGeneration, exist_ok=True)
     AutoProcessor.register(SkinVLConfig, SkinVLProcessor, exist_ok=True)
     # The authors' format (model_type "llava_mistral"): translated while loading.
-    from . import convert_original
+    from . import original_loading
 
-    convert_original.register()
+    original_loading.register()
 
 
 _register()
@@ -46,80 +57,94 @@ def load(
     dtype: Any = None,
     device_map: Any = None,
     template: str | None = None,
+    vision_tower: str | None = None,
+    revision: str | None = None,
+    attn_implementation: str | None = None,
 ) -> tuple[SkinVLForConditionalGeneration, SkinVLProcessor]:
     """Load a SkinVL model and its processor in one call.
 
     ``name_or_path`` is a preset name ("skinvl-tiny": random weights, seeded; "skinvl-7b" is a
     configuration only and cannot be loaded with weights), a native SkinVL checkpoint folder, a
-    folder in the authors' ``llava_mistral`` format, or a Hub id of either. ``dtype`` and
-    ``device_map`` go to ``from_pretrained``; ``template`` ("mistral_instruct" or "vicuna_v1")
-    overrides the checkpoint's default prompt template.
+    folder in the authors' ``llava_mistral`` format, or a Hub id of either. ``dtype``,
+    ``device_map``, ``revision`` and ``attn_implementation`` go to ``from_pretrained``; ``template``
+    ("mistral_instruct" or "vicuna_v1") overrides the checkpoint's default prompt template.
+    ``vision_tower`` (a CLIP folder or Hub id) replaces the ``mm_vision_tower`` an authors'-format
+    checkpoint names, e.g. when that path does not exist here; other checkpoints carry their
+    tower and refuse it.
     """
-    from .presets import PRESET_NAMES, build_tiny
+    from .presets import PRESET_NAMES
 
+    torch_dtype = parse_dtype(dtype)  # fails early, naming the value, for an unknown dtype
     if name_or_path in PRESET_NAMES:
-        if name_or_path == "skinvl-7b":
-            raise ValueError(
-                "The 'skinvl-7b' preset is a configuration only (no weights): use "
-                "skinvl.presets.preset_config('skinvl-7b'), or load real weights with "
-                "skinvl.load('zwq803/SkinVL-PubMM') or a local checkpoint folder."
-            )
-        model, processor = build_tiny()
-        if dtype is not None:
-            model = model.to(dtype=_as_dtype(dtype))
-        if device_map is not None and isinstance(device_map, str) and device_map != "auto":
-            model = model.to(device_map)
+        for option, value in (("vision_tower", vision_tower), ("revision", revision)):
+            if value is not None:
+                raise ValueError(f"{option}={value!r} applies to checkpoints, not to the preset {name_or_path!r}.")
+        model, processor = _load_preset(name_or_path, torch_dtype, device_map)
+        if attn_implementation is not None:
+            model.set_attn_implementation(attn_implementation)
     else:
-        _check_local_folder(name_or_path)
-        kwargs: dict[str, Any] = {}
-        if dtype is not None:
-            kwargs["dtype"] = dtype
-        if device_map is not None:
-            kwargs["device_map"] = device_map
-        model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
-        processor = AutoProcessor.from_pretrained(name_or_path)
+        # A local folder that is no checkpoint fails here, naming the file.
+        model_type = _model_type(name_or_path, revision, ask_hub=vision_tower is not None)
+        _refuse_vision_tower(vision_tower, name_or_path, model_type)
+        common = {k: v for k, v in (("revision", revision), ("vision_tower", vision_tower)) if v is not None}
+        options = (("dtype", dtype), ("device_map", device_map), ("attn_implementation", attn_implementation))
+        kwargs = {k: v for k, v in options if v is not None}
+        model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs, **common)
+        processor = AutoProcessor.from_pretrained(name_or_path, **common)
         model.eval()
     if template is not None:
         processor.set_default_template(template)
     return model, processor
 
 
-_LOADABLE_MODEL_TYPES = ("skinvl", "llava", "llava_mistral")
+def _load_preset(name: str, dtype: Any, device_map: Any):
+    from .presets import build_tiny
+
+    if name == "skinvl-7b":
+        raise ValueError(
+            "The 'skinvl-7b' preset is a configuration only (no weights): use "
+            "skinvl.presets.preset_config('skinvl-7b'), or load real weights with "
+            "skinvl.load('zwq803/SkinVL-PubMM') or a local checkpoint folder."
+        )
+    model, processor = build_tiny()
+    if dtype is not None:
+        model = model.to(dtype=dtype)
+    if device_map is not None and isinstance(device_map, str) and device_map != "auto":
+        model = model.to(device_map)
+    return model, processor
 
 
-def _check_local_folder(name_or_path: str) -> None:
-    """Fail early, naming the file, for a local folder that is no checkpoint we can load."""
-    import json
+_LOADABLE_MODEL_TYPES = ("skinvl", "llava", LlavaMistralConfig.model_type)
+
+
+def _refuse_vision_tower(vision_tower: str | None, name_or_path: str, model_type: str | None) -> None:
+    if vision_tower is not None and model_type != LlavaMistralConfig.model_type:
+        raise ValueError(
+            f"{name_or_path} is a {model_type!r} checkpoint with its own vision tower; vision_tower "
+            f"({vision_tower}) applies only to the authors' llava_mistral format: leave it out."
+        )
+
+
+def _model_type(name_or_path: str, revision: str | None, *, ask_hub: bool = False) -> str | None:
+    """The checkpoint's model_type; a local folder that is no checkpoint we load fails, naming the file."""
     from pathlib import Path
 
     folder = Path(name_or_path)
-    if not folder.is_dir():
-        return  # a Hub id: from_pretrained reports what is wrong
+    if not folder.is_dir():  # a Hub id: from_pretrained reports what is wrong
+        return AutoConfig.from_pretrained(name_or_path, revision=revision).model_type if ask_hub else None
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ValueError(
             f"{folder} has no config.json: it is not a model checkpoint folder. Pass a native SkinVL "
             "checkpoint, a folder in the authors' llava_mistral format, a Hub id or 'skinvl-tiny'."
         )
-    try:
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_file} is not valid JSON ({err}).") from err
+    model_type = read_json_object(config_file).get("model_type")
     if model_type not in _LOADABLE_MODEL_TYPES:
         raise ValueError(
             f"{config_file}: model_type {model_type!r} is neither SkinVL ('skinvl'), transformers "
             "LLaVA ('llava') nor the authors' format ('llava_mistral'); pass a SkinVL checkpoint."
         )
-
-
-def _as_dtype(dtype: Any):
-    import torch
-
-    if isinstance(dtype, str):
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ValueError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'float16'.")
-        return getattr(torch, dtype)
-    return dtype
+    return model_type
 
 
 __all__ = [
@@ -128,4 +153,5 @@ __all__ = [
     "SkinVLForConditionalGeneration",
     "SkinVLProcessor",
     "load",
+    "__version__",
 ]

@@ -6,7 +6,7 @@ projector and a Mistral-7B language model (rope_theta 1e6, no sliding window). T
 added to ``LlavaConfig`` record how the checkpoint expects to be prompted and its images prepared.
 
 This file is copied next to saved checkpoints for ``trust_remote_code`` loading, so it imports
-only from transformers.
+only from transformers and its sibling module files, relatively.
 """
 
 from __future__ import annotations
@@ -14,11 +14,7 @@ from __future__ import annotations
 from transformers import AutoConfig, LlavaConfig
 from transformers.configuration_utils import SubConfigSpec
 
-#: Prompt templates a SkinVL checkpoint may declare (names as in the authors' LLaVA code base).
-PROMPT_TEMPLATES = ("mistral_instruct", "vicuna_v1")
-#: Image preparation: "pad" = expand to a square in the CLIP mean colour (LLaVA training);
-#: "crop" = shortest-edge resize + centre crop (what the authors' evaluation scripts fed the model).
-IMAGE_ASPECT_RATIOS = ("pad", "crop")
+from .processing_skinvl import DEFAULT_TEMPLATE, IMAGE_ASPECT_RATIOS, PROMPT_TEMPLATES, check_choice
 
 # CLIP ViT-L/14-336 (openai/clip-vit-large-patch14-336), vision part only.
 _VISION_DEFAULTS = {
@@ -68,21 +64,13 @@ class SkinVLConfig(LlavaConfig):
 
     image_token_index: int = 32000
     image_seq_length: int = 576
-    prompt_template: str = "mistral_instruct"
+    prompt_template: str = DEFAULT_TEMPLATE
     image_aspect_ratio: str = "pad"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.prompt_template not in PROMPT_TEMPLATES:
-            raise ValueError(
-                f"SkinVLConfig.prompt_template={self.prompt_template!r} is not supported; "
-                f"use one of {PROMPT_TEMPLATES}."
-            )
-        if self.image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
-            raise ValueError(
-                f"SkinVLConfig.image_aspect_ratio={self.image_aspect_ratio!r} is not supported; "
-                f"use one of {IMAGE_ASPECT_RATIOS}."
-            )
+        check_choice("SkinVLConfig.prompt_template", self.prompt_template, PROMPT_TEMPLATES)
+        check_choice("SkinVLConfig.image_aspect_ratio", self.image_aspect_ratio, IMAGE_ASPECT_RATIOS)
 
 
-__all__ = ["SkinVLConfig", "PROMPT_TEMPLATES", "IMAGE_ASPECT_RATIOS"]
+__all__ = ["SkinVLConfig"]

@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from transformers import LlavaForConditionalGeneration, LlavaModel
+import torch
+from transformers import GenerationConfig, LlavaForConditionalGeneration, LlavaModel
 
 from .configuration_skinvl import SkinVLConfig
 
@@ -66,4 +69,38 @@ def write_remote_code_files(save_directory: str | os.PathLike) -> None:
         config_file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-__all__ = ["SkinVLModel", "SkinVLForConditionalGeneration", "AUTO_MAP", "write_remote_code_files"]
+def parse_dtype(value: Any) -> torch.dtype | None:
+    """``"bfloat16"`` / ``"torch.float16"`` / a ``torch.dtype`` -> that floating-point dtype; None or "auto" -> None.
+
+    >>> parse_dtype("bfloat16")
+    torch.bfloat16
+    """
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, torch.dtype):
+        return value
+    found = getattr(torch, str(value).removeprefix("torch."), None)
+    if not isinstance(found, torch.dtype) or not found.is_floating_point:
+        raise ValueError(f"dtype {value!r} is not a floating-point torch dtype; use float32, bfloat16 or float16.")
+    return found
+
+
+def set_generation_tokens(
+    generation_config: GenerationConfig, tokenizer: Any, declared: Mapping[str, Any] | None = None
+) -> GenerationConfig:
+    """Set BOS / EOS / PAD ids: ``declared`` (a checkpoint's config.json) wins over the tokenizer.
+
+    PAD falls back to EOS when the tokenizer has no pad token (as the authors' evaluation did).
+    """
+    declared = declared or {}
+    generation_config.bos_token_id = declared.get("bos_token_id", tokenizer.bos_token_id)
+    generation_config.eos_token_id = declared.get("eos_token_id", tokenizer.eos_token_id)
+    pad = tokenizer.pad_token_id
+    generation_config.pad_token_id = pad if pad is not None else generation_config.eos_token_id
+    return generation_config
+
+
+__all__ = [
+    "SkinVLModel", "SkinVLForConditionalGeneration", "AUTO_MAP", "write_remote_code_files", "parse_dtype",
+    "set_generation_tokens",
+]

@@ -89,7 +89,7 @@ def build_tiny(seed: int = 0):
     """
     import torch
 
-    from .modeling_skinvl import SkinVLForConditionalGeneration
+    from .modeling_skinvl import SkinVLForConditionalGeneration, set_generation_tokens
     from .processing_skinvl import SkinVLProcessor, build_image_processor, chat_templates
 
     tokenizer = build_tiny_tokenizer()
@@ -101,9 +101,7 @@ def build_tiny(seed: int = 0):
         torch.manual_seed(seed)
         model = SkinVLForConditionalGeneration(config)
     model.eval()
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    set_generation_tokens(model.generation_config, tokenizer)
 
     vision = config.vision_config
     processor = SkinVLProcessor(

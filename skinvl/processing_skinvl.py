@@ -76,12 +76,26 @@ VICUNA_V1_TEMPLATE = _RENDER_MACRO + (
 )
 
 CHAT_TEMPLATES = {"mistral_instruct": MISTRAL_INSTRUCT_TEMPLATE, "vicuna_v1": VICUNA_V1_TEMPLATE}
+#: Prompt template names a SkinVL checkpoint may declare (as in the authors' LLaVA code base);
+#: "mistral_instruct" is the paper's evaluation prompt, "vicuna_v1" its training prompt.
+PROMPT_TEMPLATES = tuple(CHAT_TEMPLATES)
+DEFAULT_TEMPLATE = "mistral_instruct"
+TRAINING_TEMPLATE = "vicuna_v1"  # LLaVA-Med's finetune_lora.sh --version v1
+#: Image preparation: "pad" = expand to a square in the CLIP mean colour (LLaVA training);
+#: "crop" = shortest-edge resize + centre crop (what the authors' evaluation scripts fed the model).
+IMAGE_ASPECT_RATIOS = ("pad", "crop")
 
 
-def chat_templates(default: str = "mistral_instruct") -> dict[str, str]:
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` when it is one of ``choices``, else raise a ValueError naming ``what``."""
+    if value not in choices:
+        raise ValueError(f"{what}={value!r} is not supported; use one of {list(choices)}.")
+    return value
+
+
+def chat_templates(default: str = DEFAULT_TEMPLATE) -> dict[str, str]:
     """Return the processor's named chat templates with ``default`` also stored as "default"."""
-    if default not in CHAT_TEMPLATES:
-        raise ValueError(f"Unknown SkinVL template {default!r}; use one of {sorted(CHAT_TEMPLATES)}.")
+    check_choice("template", default, PROMPT_TEMPLATES)
     return {"default": CHAT_TEMPLATES[default], **CHAT_TEMPLATES}
 
 
@@ -112,7 +126,7 @@ class SkinVLProcessor(LlavaProcessor):
         elif isinstance(chat_template, dict):
             # A saved processor carries its own templates; add any missing named one.
             chat_template = {**CHAT_TEMPLATES, **chat_template}
-            chat_template.setdefault("default", CHAT_TEMPLATES["mistral_instruct"])
+            chat_template.setdefault("default", CHAT_TEMPLATES[DEFAULT_TEMPLATE])
         super().__init__(
             image_processor=image_processor,
             tokenizer=tokenizer,
@@ -123,6 +137,13 @@ class SkinVLProcessor(LlavaProcessor):
             num_additional_image_tokens=num_additional_image_tokens,
             **kwargs,
         )
+        self._share_templates_with_tokenizer()
+
+    def _share_templates_with_tokenizer(self) -> None:
+        # A base model's tokenizer (e.g. Mistral's own [INST] template) would otherwise render
+        # other prompts through ``processor.tokenizer.apply_chat_template`` than the processor.
+        if self.tokenizer is not None:
+            self.tokenizer.chat_template = dict(self.chat_template)
 
     def set_default_template(self, name: str) -> None:
         """Make the named template (``mistral_instruct`` or ``vicuna_v1``) the default one."""
@@ -133,15 +154,19 @@ class SkinVLProcessor(LlavaProcessor):
                 f"{sorted(k for k in templates if k != 'default')}."
             )
         self.chat_template = {**templates, "default": templates[name]}
+        self._share_templates_with_tokenizer()
 
     def set_image_aspect_ratio(self, mode: str) -> None:
         """Choose "pad" (square in the CLIP mean colour, as in training) or "crop" (centre crop)."""
-        if mode not in ("pad", "crop"):
-            raise ValueError(f"image_aspect_ratio must be 'pad' or 'crop', got {mode!r}.")
+        check_choice("image_aspect_ratio", mode, IMAGE_ASPECT_RATIOS)
         self.image_processor.do_pad = mode == "pad"
 
 
-__all__ = ["SkinVLProcessor", "CHAT_TEMPLATES", "chat_templates", "VICUNA_V1_SYSTEM"]
+__all__ = [
+    "SkinVLProcessor", "CHAT_TEMPLATES", "PROMPT_TEMPLATES", "DEFAULT_TEMPLATE", "TRAINING_TEMPLATE",
+    "IMAGE_ASPECT_RATIOS",
+    "check_choice", "chat_templates", "VICUNA_V1_SYSTEM",
+]
 
 
 # Saved processors carry an ``auto_map`` entry and this file, for trust_remote_code users.
@@ -166,8 +191,7 @@ def build_image_processor(
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
-    if image_aspect_ratio not in ("pad", "crop"):
-        raise ValueError(f"image_aspect_ratio must be 'pad' or 'crop', got {image_aspect_ratio!r}.")
+    check_choice("image_aspect_ratio", image_aspect_ratio, IMAGE_ASPECT_RATIOS)
     return LlavaImageProcessorPil(
         do_pad=image_aspect_ratio == "pad",
         size={"shortest_edge": int(image_size)},

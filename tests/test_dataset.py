@@ -1,4 +1,4 @@
-"""mm_skin_dataset: the sample release end to end, and every bad-input path on tiny releases."""
+"""mm_skin_dataset + mm_skin: the sample release end to end, and every bad-input path on tiny releases."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,9 @@ import pytest
 from PIL import Image as PILImage
 
 import mm_skin_dataset as mm
+from mm_skin.cli import ExitCode
+from mm_skin.release import find_test_csv
+from mm_skin.schema import normalize_modality
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "mm-skin-sample"
@@ -130,7 +135,8 @@ def test_every_config_loads_with_load_dataset(sample_out: Path, cache_dir: str) 
     vqa = datasets.load_dataset(str(sample_out), "vqa", split="test", cache_dir=cache_dir)
     assert isinstance(vqa.features["image"], datasets.Image)
     assert vqa.features["modality"].names == ["clinical", "dermoscopic", "pathology"]
-    assert list(vqa.features) == ["image", "image_id", "question", "answer", "modality", "textbook_id", "textbook"]
+    assert list(vqa.features) == ["image", "image_id", "question", "answer", "modality", "textbook_id", "textbook",
+                                  "question_id", "answer_type", "image_in_test"]  # issue 13 appended the last three
     cap = datasets.load_dataset(str(sample_out), "clinical", split="train", cache_dir=cache_dir)
     assert list(cap.features) == ["image", "image_id", "caption", "modality", "textbook_id", "textbook", "age", "sex"]
     assert set(cap["modality"]) == {0}
@@ -283,7 +289,7 @@ def test_missing_column_names_the_file_and_the_columns_found(tmp_path: Path, cap
     src = make_release(tmp_path / "rel", caption_header=["image", "text", "modality"])
     rc = mm.main(["build", str(src), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert rc == mm.EXIT_BAD_INPUT
+    assert rc == ExitCode.BAD_INPUT
     assert "MM-SkinQA/caption.csv" in err and "'caption'" in err and "'text'" in err and "cleanedcaption" in err
     assert not (tmp_path / "out").exists()
 
@@ -356,7 +362,7 @@ def test_strict_fails_and_leaves_nothing(tmp_path: Path, capsys: pytest.CaptureF
     src = make_release(tmp_path / "rel", vqa=vqa)
     out = tmp_path / "out"
     rc = mm.main(["build", str(src), "--out", str(out), "--strict"])
-    assert rc == mm.EXIT_STRICT
+    assert rc == ExitCode.STRICT
     assert "empty answer" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     assert mm.main(["build", str(src), "--out", str(out)]) == 0
@@ -372,7 +378,7 @@ def test_unmapped_modality_lists_values_counts_and_the_flag(tmp_path: Path, caps
     src = make_release(tmp_path / "rel", captions=captions, vqa=[])
     rc = mm.main(["build", str(src), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert rc == mm.EXIT_BAD_INPUT
+    assert rc == ExitCode.BAD_INPUT
     assert "'Dermoscopic Img': 2 rows" in err and "'HE slide': 1 rows" in err and "--modality-map" in err
     rc = mm.main(["build", str(src), "--out", str(tmp_path / "out"),
                   "--modality-map", "dermoscopic img=dermoscopic", "HE slide=pathology"])
@@ -390,7 +396,7 @@ def test_unmapped_modality_lists_values_counts_and_the_flag(tmp_path: Path, caps
      ("histopathology", "pathology"), ("Histology", "pathology"), ("path", "pathology")],
 )
 def test_modality_aliases(value: str, modality: str) -> None:
-    assert mm.MODALITY_ALIASES[mm._norm_modality(value)] == modality
+    assert mm.MODALITY_ALIASES[normalize_modality(value)] == modality
 
 
 def test_unknown_textbook_prefix_is_kept_and_reported(tmp_path: Path) -> None:
@@ -402,7 +408,7 @@ def test_unknown_textbook_prefix_is_kept_and_reported(tmp_path: Path) -> None:
     table = pq.read_table(tmp_path / "out/clinical/train-00000-of-00001.parquet", columns=["image_id", "textbook_id", "textbook"])
     rows = {r["image_id"]: (r["textbook_id"], r["textbook"]) for r in table.to_pylist()}
     assert rows == {"bk1_1": (1, mm.TEXTBOOKS[1]), "bk16_1": (None, None), "fig_2": (None, None)}
-    assert mm.main(["build", str(src), "--out", str(tmp_path / "strict"), "--strict"]) == mm.EXIT_STRICT
+    assert mm.main(["build", str(src), "--out", str(tmp_path / "strict"), "--strict"]) == ExitCode.STRICT
 
 
 def test_without_test_csv_everything_is_train(tmp_path: Path) -> None:
@@ -431,11 +437,11 @@ def test_overwrite_and_atomic_replace(tmp_path: Path, capsys: pytest.CaptureFixt
     assert mm.main(["build", str(src), "--out", str(out)]) == 0
     marker = out / "marker.txt"
     marker.write_text("old")
-    assert mm.main(["build", str(src), "--out", str(out)]) == mm.EXIT_BAD_INPUT
+    assert mm.main(["build", str(src), "--out", str(out)]) == ExitCode.BAD_INPUT
     assert "--overwrite" in capsys.readouterr().err and marker.exists()
     # a failing rebuild leaves the old folder as it was
     (src / "MM-SkinQA/VQA.csv").write_text("image,question\nx,y\n")
-    assert mm.main(["build", str(src), "--out", str(out), "--overwrite"]) == mm.EXIT_BAD_INPUT
+    assert mm.main(["build", str(src), "--out", str(out), "--overwrite"]) == ExitCode.BAD_INPUT
     assert marker.exists()
     make_release(src)
     assert mm.main(["build", str(src), "--out", str(out), "--overwrite"]) == 0
@@ -501,7 +507,7 @@ def test_malformed_instruct_json_file_is_an_error(tmp_path: Path, capsys: pytest
     bad = tmp_path / "vqa_bad.json"
     bad.write_text('[{"image": "dataset/bk1_1_1.png", "conversations": [}')
     rc = mm.main(["build", str(src), "--out", str(tmp_path / "out"), "--instruct-json", str(bad)])
-    assert rc == mm.EXIT_BAD_INPUT
+    assert rc == ExitCode.BAD_INPUT
     assert "vqa_bad.json: malformed JSON" in capsys.readouterr().err
 
 
@@ -590,72 +596,96 @@ def test_age_and_sex_columns_win_over_the_caption(tmp_path: Path) -> None:
 
 
 def test_module_never_imports_torch_or_skinvl() -> None:
-    code = "import sys, mm_skin_dataset; mm_skin_dataset.make_parser(); print('torch' in sys.modules, 'skinvl' in sys.modules)"
+    # every module of the package, not just what the builder happens to import
+    modules = sorted(f"mm_skin.{p.stem}" for p in (REPO / "mm_skin").glob("*.py") if p.stem != "__init__")
+    code = (
+        "import importlib, sys, mm_skin, mm_skin_dataset; mm_skin_dataset.make_parser()\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print('torch' in sys.modules, 'skinvl' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.stdout.split() == ["False", "False"], proc.stderr[-2000:]
+    assert "mm_skin.build" in modules and "mm_skin.schema" in modules
 
 
-# --------------------------------------------------------------------------------------------
-# Push: what happens before any upload (the end-to-end push runs in tests/test_hub*.py)
-# --------------------------------------------------------------------------------------------
+def test_docstring_examples_run() -> None:
+    import doctest
+    import importlib
+
+    attempted = {}
+    for name in ("schema", "report", "demographics", "release", "images", "tables", "messages", "parquet", "build", "card",
+                 "paths"):
+        result = doctest.testmod(importlib.import_module(f"mm_skin.{name}"), optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, name
+        attempted[name] = result.attempted
+    assert all(attempted[n] >= 1 for n in ("schema", "demographics", "images", "messages", "parquet", "card", "paths")), attempted
 
 
-def test_validate_folder_accepts_a_build_and_refuses_broken_folders(sample_out: Path, tmp_path: Path) -> None:
-    import shutil
+def test_cli_version_help_and_bad_shard_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import mm_skin
 
-    counts = mm.validate_folder(sample_out)
-    assert counts == report_of(sample_out)["written"]
-    broken = tmp_path / "broken"
-    shutil.copytree(sample_out, broken)
-    shard = next((broken / "vqa").glob("test-*.parquet"))
-    shard.write_bytes(shard.read_bytes()[:100])
-    with pytest.raises(mm.PushError, match="not a readable Parquet file"):
-        mm.validate_folder(broken)
-    shard.unlink()
-    with pytest.raises(mm.PushError, match="not in"):
-        mm.validate_folder(broken)
-    (broken / "README.md").write_text("---\nconfigs: [\n---\n")
-    with pytest.raises(mm.PushError, match="does not parse"):
-        mm.validate_folder(broken)
-
-
-def test_push_refuses_offline_mode_before_any_request(sample_out: Path) -> None:
-    # conftest sets HF_HUB_OFFLINE=1 for the suite
-    with pytest.raises(mm.PushError, match="HF_HUB_OFFLINE=1"):
-        mm.push_folder(sample_out, "me/mm-skin", token="hf_dummy_secret")
-
-
-def test_push_fails_fast_without_token_or_network(sample_out: Path, tmp_path: Path) -> None:
-    code = (
-        "import sys, time, mm_skin_dataset as mm\n"
-        "for token in (None, 'hf_dummy_secret'):\n"
-        "    t = time.time()\n"
-        "    try:\n"
-        "        mm.push_folder(sys.argv[1], 'me/mm-skin', token=token)\n"
-        "    except mm.PushError as e:\n"
-        "        print('ERROR', round(time.time() - t, 1), e)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "TRANSFORMERS_"))}
-    env["HF_HOME"] = str(tmp_path / "home")  # no cached login
-    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there
-    proc = subprocess.run([sys.executable, "-c", code, str(sample_out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("ERROR")]
-    assert len(lines) == 2, (proc.stdout, proc.stderr[-2000:])
-    assert "no Hugging Face token" in lines[0] and "cannot reach the Hub" in lines[1]
-    assert "hf_dummy_secret" not in proc.stdout + proc.stderr
-    # validation (streams every config) + a 3 s connect probe, not a retry loop
-    assert all(float(line.split()[1]) < 15 for line in lines), lines
+    with pytest.raises(SystemExit) as exit_info:
+        mm.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"mm-skin {mm_skin.__version__}"
+    with pytest.raises(SystemExit):
+        mm.main(["build", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--out", "--test-csv", "--instruct-json JSON [JSON ...]", "--modality-map VALUE=MODALITY [VALUE=MODALITY ...]",
+                 "--strict", "--overwrite", "--num-proc", "--max-shard-size"):
+        assert flag in help_text, flag
+    assert "(default: mm-skin)" in help_text and "(default: 500MB)" in help_text and "(default: None)" not in help_text
+    assert mm.main(["build", str(make_release(tmp_path / "rel")), "--out", str(tmp_path / "out"),
+                    "--max-shard-size", "lots"]) == ExitCode.BAD_INPUT
+    assert "--max-shard-size: cannot parse size 'lots'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["rel"]
 
 
 def test_test_csv_is_found_by_its_official_name_or_as_the_only_candidate(tmp_path: Path) -> None:
     vqa = tmp_path / "Dataframe/test/vqa"
     vqa.mkdir(parents=True)
-    assert mm._find_test_csv([tmp_path]) is None
+    assert find_test_csv([tmp_path]) is None
     (vqa / "a_test.csv").write_text("image,question,answer\n")
-    assert mm._find_test_csv([tmp_path]) == vqa / "a_test.csv"
+    assert find_test_csv([tmp_path]) == vqa / "a_test.csv"
     (vqa / "b_test.csv").write_text("image,question,answer\n")
     with pytest.raises(mm.ReleaseError, match="several test CSVs .* --test-csv"):
-        mm._find_test_csv([tmp_path])
+        find_test_csv([tmp_path])
     (vqa / "MM-Skin_test.csv").write_text("image,question,answer\n")
-    assert mm._find_test_csv([tmp_path]) == vqa / "MM-Skin_test.csv"
+    assert find_test_csv([tmp_path]) == vqa / "MM-Skin_test.csv"
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 13: question ids, answer types and image_in_test in `vqa`
+# --------------------------------------------------------------------------------------------
+
+
+def test_vqa_question_ids_are_unique_and_stable(sample_out: Path, tmp_path: Path, cache_dir: str) -> None:
+    ds = datasets.load_dataset(str(sample_out), "vqa", cache_dir=cache_dir).remove_columns("image")
+    ids = list(ds["train"]["question_id"]) + list(ds["test"]["question_id"])
+    assert len(set(ids)) == len(ids) == len(ds["train"]) + len(ds["test"])
+    assert all(re.fullmatch(r"(VQA|MM-Skin-sample_test)-\d+-[0-9a-f]{8}", i) for i in ids), ids[:3]
+    copy = tmp_path / "elsewhere" / "release"
+    shutil.copytree(SAMPLE, copy)  # the same release in another place, rebuilt
+    mm.build(copy, tmp_path / "again")
+    again = datasets.load_dataset(str(tmp_path / "again"), "vqa", cache_dir=str(tmp_path / "c")).remove_columns("image")
+    assert list(again["train"]["question_id"]) + list(again["test"]["question_id"]) == ids
+
+
+def test_vqa_answer_type_and_image_in_test(tmp_path: Path) -> None:
+    vqa = [["dataset/bk1_1_1.png", "Is the lesion benign?", "Yes, a naevus."],
+           ["dataset/bk1_1_1.png", "Is it a naevus or a melanoma?", "A naevus."],
+           ["dataset/bk3_2_1.png", "Does it itch?", "no"],
+           ["dataset/bk3_2_1.png", "What is shown?", "No lesion is visible."],
+           ["dataset/bk15_4.png", "Where?", "The leg."]]
+    src = make_release(tmp_path / "rel", vqa=vqa, test=[["dataset/bk3_2_1.png", "Does it itch?", "no"]])
+    mm.build(src, tmp_path / "out")
+    ds = datasets.load_dataset(str(tmp_path / "out"), "vqa", cache_dir=str(tmp_path / "c")).remove_columns("image")
+    train = ds["train"].to_list()
+    assert {r["question"]: (r["answer_type"], r["image_in_test"]) for r in train} == {
+        "Is the lesion benign?": ("closed", False), "Is it a naevus or a melanoma?": ("open", False),
+        "What is shown?": ("open", True), "Where?": ("open", False)}
+    test = ds["test"].to_list()
+    assert [(r["answer_type"], r["image_in_test"]) for r in test] == [("closed", True)]
+    assert test[0]["question_id"].startswith("MM-Skin_test-2-")
+    leak_free = ds["train"].filter(lambda row: not row["image_in_test"])
+    assert not set(leak_free["image_id"]) & set(ds["test"]["image_id"]) and len(leak_free) == 3

@@ -119,16 +119,18 @@ def _placeholder_images(root, relative_paths, seed=0):
 
 @pytest.mark.shared
 def test_zeroshot_on_a_real_label_file_with_placeholder_images(shared_dir, tmp_path, tiny):
-    from skinvl.evaluation.zeroshot import run_zeroshot
+    from skinvl.evaluation.models import LoadedModel
+    from skinvl.evaluation.zeroshot import ZeroShotOptions, run_zeroshot
 
     labels_csv = shared_dir / "mmskin-release" / "Dataframe" / "test" / "classification" / "HAM10000_test.csv"
     with labels_csv.open() as f:
         first = [row["image"] for _, row in zip(range(6), csv.DictReader(f), strict=False)]
     _placeholder_images(tmp_path / "images", first)
     out = tmp_path / "out"
+    loaded = LoadedModel.wrap(*tiny, "skinvl-tiny")
     doc = run_zeroshot(
-        "skinvl-tiny", labels_csv, tmp_path / "images", out, limit=6, batch_size=3,
-        max_new_tokens=6, model_and_processor=tiny,
+        ZeroShotOptions(model="skinvl-tiny", labels=str(labels_csv), images=str(tmp_path / "images"), out=str(out),
+                        limit=6, batch_size=3, max_new_tokens=6), loaded=loaded,
     )
     assert doc["task"] == "zero-shot-classification" and doc["protocol"] == "robust"
     assert doc["metrics"]["n"] == 6 and len(doc["classes"]) == 7
@@ -141,7 +143,8 @@ def test_zeroshot_on_a_real_label_file_with_placeholder_images(shared_dir, tmp_p
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     # Images the CSV names but the root lacks: a clear error, not a silent skip.
     with pytest.raises(LabelFileError, match="row 7: image .* not found"):
-        run_zeroshot("skinvl-tiny", labels_csv, tmp_path / "images", out, limit=8, model_and_processor=tiny)
+        run_zeroshot(ZeroShotOptions(model="skinvl-tiny", labels=str(labels_csv), images=str(tmp_path / "images"),
+                                     out=str(out), limit=8), loaded=loaded)
 
 
 def _probe_files(tmp_path):
@@ -172,14 +175,17 @@ def _probe_files(tmp_path):
 def test_probe_end_to_end_and_feature_cache(tmp_path, tiny):
     import torch
 
-    from skinvl.evaluation.probe import extract_features, run_probe
+    from skinvl.evaluation.models import LoadedModel
+    from skinvl.evaluation.probe import ProbeOptions, extract_features, run_probe
 
     model, processor = tiny
     files, images = _probe_files(tmp_path)
     cache = tmp_path / "cache"
     out = tmp_path / "out"
-    doc = run_probe("skinvl-tiny", files["train"], files["test"], images, out, batch_size=8,
-                    cache_dir=cache, model_and_processor=tiny)
+    loaded = LoadedModel.wrap(*tiny, "skinvl-tiny")
+    common = {"model": "skinvl-tiny", "train_labels": str(files["train"]), "test_labels": str(files["test"]),
+              "images": str(images), "cache_dir": str(cache)}
+    doc = run_probe(ProbeOptions(**common, out=str(out), batch_size=8), loaded=loaded)
     assert doc["feature_cache"]["train"] == {"cached": 0, "computed": 24}
     m = doc["metrics"]
     for key in ("accuracy", "macro_f1", "balanced_accuracy", "auroc", "ece"):
@@ -188,8 +194,7 @@ def test_probe_end_to_end_and_feature_cache(tmp_path, tiny):
     assert (out / "confusion_matrix.png").is_file() and (out / "predictions.csv").is_file()
 
     # Second run: every vector comes from the cache and the numbers are identical.
-    again = run_probe("skinvl-tiny", files["train"], files["test"], images, tmp_path / "out2",
-                      cache_dir=cache, model_and_processor=tiny)
+    again = run_probe(ProbeOptions(**common, out=str(tmp_path / "out2")), loaded=loaded)
     assert again["feature_cache"]["train"] == {"cached": 24, "computed": 0}
     assert again["feature_cache"]["test"] == {"cached": 10, "computed": 0}
     assert again["metrics"] == doc["metrics"]

@@ -25,13 +25,14 @@ def vqa_folder(tmp_path_factory) -> Path:
 
 
 def test_eval_vqa_end_to_end(vqa_folder, tiny, tmp_path):
+    from skinvl.evaluation.models import LoadedModel
     from skinvl.evaluation.scoring import ScoreSettings
-    from skinvl.evaluation.vqa import run_vqa
+    from skinvl.evaluation.vqa import VQAOptions, run_vqa
 
     out = tmp_path / "out"
     doc = run_vqa(
-        "skinvl-tiny", str(vqa_folder), out, batch_size=4, max_new_tokens=6,
-        settings=ScoreSettings(bertscore=False), model_and_processor=tiny,
+        VQAOptions(model="skinvl-tiny", data=str(vqa_folder), out=str(out), batch_size=4, max_new_tokens=6,
+                   no_bertscore=True), loaded=LoadedModel.wrap(*tiny, "skinvl-tiny"),
     )
     assert doc["task"] == "vqa" and doc["split"] == "test" and doc["config"] == "vqa"
     assert doc["decoding"]["name"] == "greedy" and doc["decoding"]["do_sample"] is False

@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import sys
-from pathlib import Path
 
 import pytest
+from hub_server import HubServer, HubUser, client_env, run_python
 
-sys.path.insert(0, str(Path(__file__).parent))
-from hub_server import HubServer, HubUser, client_env, run_python  # noqa: E402
+from mm_skin.cli import ExitCode
 
 TOKEN = "hf_skinvlTESTwrite0123456789abcdef"
 READ_TOKEN = "hf_skinvlTESTread0123456789abcdef"
@@ -36,13 +34,9 @@ import skinvl
 T_IMPORT = time.monotonic() - T0
 
 def cli(*argv):
-    try:  # the real console script when every workflow module exists, else only our parser
-        from skinvl.cli import build_parser
-        parser = build_parser()
-    except ImportError:
-        import argparse
-        parser = argparse.ArgumentParser(prog="skinvl")
-        hub.register_cli(parser.add_subparsers(dest="command", required=True))
+    from mm_skin.cli import add_subcommands, make_parser
+    parser = make_parser("skinvl", "", "0")
+    hub.register_cli(add_subcommands(parser))  # skinvl push exactly as `skinvl` registers it
     out, err = io.StringIO(), io.StringIO()
     t0 = time.monotonic()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -53,7 +47,7 @@ def cli(*argv):
 def attempt(fn, *a, **k):
     t0 = time.monotonic()
     try:
-        return {"ok": fn(*a, **k), "seconds": time.monotonic() - t0}
+        return {"ok": fn(*a, **k).commit_url, "seconds": time.monotonic() - t0}
     except Exception as exc:
         return {"error": type(exc).__name__, "message": str(exc), "seconds": time.monotonic() - t0}
 
@@ -86,7 +80,15 @@ os.environ["HF_TOKEN"] = cfg["wrong_token"]
 r["wrong_token"] = cli("push", cfg["tiny"], cfg["repo"])
 os.environ["HF_TOKEN"] = cfg["read_token"]
 r["read_token"] = cli("push", cfg["tiny"], cfg["repo"])
+os.environ["HF_TOKEN"] = "hf_t\u00f6ken" + cfg["token"][8:]
+r["non_ascii_token"] = cli("push", cfg["tiny"], cfg["repo"])
 os.environ["HF_TOKEN"] = cfg["token"]
+r["bad_repo_id"] = cli("push", cfg["tiny"], "not a repo id")
+r["bad_repo_name"] = cli("push", cfg["tiny"], cfg["org"] + "/sk\u00efnvl--x")
+r["hostile"] = cli("push", cfg["hostile"], cfg["org"] + "/skinvl-hostile")
+r["echo"] = cli("push", cfg["tiny"], cfg["org"] + "/skinvl-echo")
+r["space"] = cli("push", cfg["space"], cfg["org"] + "/skinvl-demo", "--repo-type", "space")
+r["space_again"] = cli("push", cfg["space"], cfg["org"] + "/skinvl-demo", "--repo-type", "space")
 r["unreachable"] = cli("push", cfg["tiny"], cfg["repo"], "--endpoint", cfg["dead_endpoint"])
 r["timing"] = {"import": T_IMPORT, "total": time.monotonic() - T0}
 print(json.dumps(r))
@@ -163,6 +165,24 @@ def folders(tmp_path_factory):
     shutil.copytree(tiny, bad["bad_card"])
     (bad["bad_card"] / "README.md").write_text("---\nlicense: [unclosed\n---\n# card\n")
 
+    # What must not be uploaded: dot-files, dot-folders, a symlink leaving the folder.
+    hostile = root / "hostile"
+    shutil.copytree(tiny, hostile)
+    (hostile / ".env").write_text("HF_TOKEN=hf_planted0123456789\n")
+    (hostile / ".git").mkdir()
+    (hostile / ".git" / "config").write_text("[core]\n")
+    (hostile / ".cache" / "huggingface").mkdir(parents=True)
+    (hostile / ".cache" / "huggingface" / "a.lock").write_text("")
+    (root / "private-notes.txt").write_text("patient 1234")
+    (hostile / "notes.txt").symlink_to(root / "private-notes.txt")
+    (hostile / "config-alias.json").symlink_to("config.json")  # inside the folder: uploaded
+    space = root / "space"
+    space.mkdir()
+    (space / "README.md").write_text("---\ntitle: SkinVL demo\nsdk: gradio\nsdk_version: 5.0.0\n"
+                                     "app_file: app.py\n---\n# SkinVL demo\n")
+    (space / "app.py").write_text("print('demo')\n")
+    (space / ".env").write_text("SECRET=1\n")
+
     results = root / "results.json"
     results.write_text(
         json.dumps(
@@ -211,6 +231,8 @@ def folders(tmp_path_factory):
         "root": root,
         "tiny": tiny,
         "tiny_v2": tiny_v2,
+        "hostile": hostile,
+        "space": space,
         "bad": bad,
         "results": results,
         "reference": reference,
@@ -224,7 +246,7 @@ def pushed(hub, folders):
     # Fail the 2nd LFS PUT of skinvl-fail (v1's passes), then the 2nd commit (v1's passes).
     hub.fail(
         "PUT",
-        rf"^/upload/models%2F{ORG}%2Fskinvl-fail/",
+        rf"^/lfs-upload/models%2F{ORG}%2Fskinvl-fail/",
         403,
         message="SignatureDoesNotMatch",
         skip=1,
@@ -232,8 +254,13 @@ def pushed(hub, folders):
     hub.fail(
         "POST", rf"^/api/models/{ORG}/skinvl-fail/commit/", 500, message="Internal Error", skip=1
     )
+    # A server error that echoes the token and a pre-signed URL.
+    hub.fail("POST", rf"^/api/models/{ORG}/skinvl-echo/commit/", 500,
+             message=f"bad token {TOKEN} for https://cdn.example/o?X-Amz-Signature=deadbeef&X-Amz-Credential=k")
     cfg = {
         "tiny": str(folders["tiny"]),
+        "hostile": str(folders["hostile"]),
+        "space": str(folders["space"]),
         "tiny_v2": str(folders["tiny_v2"]),
         "bad": {k: str(v) for k, v in folders["bad"].items()},
         "results": str(folders["results"]),
@@ -318,6 +345,8 @@ def test_failure_midway_leaves_the_previous_commit(hub, pushed):
         and "previous commit" in report["fail_put"]["message"]
     )
     assert report["fail_head_after_put"] == v1
+    # the failed PUT went to a pre-signed URL: its signature is not in the message
+    assert "X-Signature" not in report["fail_put"]["message"]
     assert (
         report["fail_commit"]["error"] == "PushError"
         and "(500)" in report["fail_commit"]["message"]
@@ -347,15 +376,15 @@ def test_private_push_to_a_branch(hub, pushed):
 def test_token_problems_fail_fast_with_a_clear_message(pushed):
     report, output = pushed
     assert (
-        report["no_token"]["rc"] == 1 and "no Hugging Face token found" in report["no_token"]["err"]
+        report["no_token"]["rc"] == ExitCode.PUSH and "no Hugging Face token found" in report["no_token"]["err"]
     )
     assert (
-        report["wrong_token"]["rc"] == 1
+        report["wrong_token"]["rc"] == ExitCode.PUSH
         and "rejected the token from HF_TOKEN" in report["wrong_token"]["err"]
     )
-    assert report["read_token"]["rc"] == 1 and "read-only" in report["read_token"]["err"]
+    assert report["read_token"]["rc"] == ExitCode.PUSH and "read-only" in report["read_token"]["err"]
     assert (
-        report["unreachable"]["rc"] == 1 and "cannot reach the Hub" in report["unreachable"]["err"]
+        report["unreachable"]["rc"] == ExitCode.PUSH and "cannot reach the Hub" in report["unreachable"]["err"]
     )
     for name in ("no_token", "wrong_token", "read_token", "unreachable"):
         assert report[name]["seconds"] < 5, (name, report[name])  # no ~20 s retry loop
@@ -380,3 +409,106 @@ def test_pushed_model_loads_without_our_package(hub, folders, pushed):
     torch.testing.assert_close(
         torch.load(root / "hub_logits.pt"), folders["reference"], rtol=0, atol=1e-6
     )
+
+
+def _one_line_error(result: dict, code: int, *expected: str) -> None:
+    assert result["rc"] == code, result
+    lines = result["err"].strip().splitlines()
+    assert len(lines) == 1 and all(e in lines[0] for e in expected), result["err"]
+
+
+def test_bad_token_and_repo_id_are_one_line_with_an_exit_code(pushed):
+    report, output = pushed
+    _one_line_error(report["non_ascii_token"], ExitCode.BAD_INPUT, "token from HF_TOKEN", "non-ASCII")
+    _one_line_error(report["bad_repo_id"], ExitCode.BAD_INPUT, "'not a repo id'", "NAMESPACE/NAME")
+    _one_line_error(report["bad_repo_name"], ExitCode.BAD_INPUT, "is not valid")
+    assert "t\u00f6ken" not in output and "töken" not in output
+
+
+def test_server_error_echoing_the_token_is_scrubbed(hub, pushed):
+    report, output = pushed
+    _one_line_error(report["echo"], ExitCode.PUSH, "(500)", "previous commit", "bad token ***")
+    assert TOKEN not in output and "deadbeef" not in output and "X-Amz-Credential" not in output
+    assert hub.head(f"{ORG}/skinvl-echo") == hub.history(f"{ORG}/skinvl-echo")[-1].oid  # initial commit only
+
+
+def test_dot_files_and_escaping_symlinks_are_not_uploaded_and_listed(hub, folders, pushed):
+    report, _ = pushed
+    result = report["hostile"]
+    assert result["rc"] == 0, result
+    files = hub.files(f"{ORG}/skinvl-hostile")
+    assert not [p for p in files if p.startswith((".env", ".git/", ".cache/")) or p == "notes.txt"]
+    assert files["config-alias.json"] == (folders["tiny"] / "config.json").read_bytes()
+    assert b"patient 1234" not in b"".join(files.values())
+    listed = [line for line in result["err"].splitlines() if "not uploaded (4)" in line]
+    assert listed, result["err"]
+    for item in (".env (dot-file)", ".git/ (dot-folder)", ".cache/ (dot-folder)",
+                 "notes.txt (symlink leaving the folder)"):
+        assert item in listed[0]
+
+
+def test_space_push(hub, pushed):
+    report, _ = pushed
+    assert report["space"]["rc"] == 0 and "in one commit" in report["space"]["out"], report["space"]
+    assert report["space_again"]["rc"] == 0 and "no new commit" in report["space_again"]["out"]
+    files = hub.files(f"{ORG}/skinvl-demo", "space")
+    assert sorted(files) == [".gitattributes", "README.md", "app.py"]
+
+
+# --------------------------------------------------------------------------- the model card, offline
+ZEROSHOT = {
+    "task": "zero-shot-classification", "dataset": "/data/derm/HAM10000_test.csv", "split": "test",
+    "metrics": {"accuracy": 0.5, "macro_f1": 0.25, "unparseable": 21, "n": 100, "ambiguous": 3},
+}
+VQA_NO_BERTSCORE = {
+    "task": "vqa", "dataset": "my-org/mm-skin", "config": "vqa", "split": "test", "n_samples": 12,
+    "metrics": {"paper": {"n": 12, "bleu_1": 0.125, "bertscore_f1": None}},
+    "unavailable": {"bertscore": {"reason": "BERTScore was switched off (--no-bertscore).",
+                                  "fix": "drop --no-bertscore"}},
+}
+
+
+def test_card_counts_stay_counts_and_each_result_keeps_its_dataset(folders):
+    from huggingface_hub import ModelCard
+
+    from skinvl.model_card import render_model_card
+
+    text = render_model_card(folders["tiny"], "me/skinvl-ft", results=[ZEROSHOT, VQA_NO_BERTSCORE])
+    card = ModelCard(text, ignore_metadata_errors=False)
+    by_dataset = {(r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert by_dataset == {("HAM10000", "accuracy"): 50.0, ("HAM10000", "macro_f1"): 25.0,
+                          ("my-org/mm-skin", "bleu_1"): 12.5}
+    row = next(line for line in text.splitlines() if line.startswith("| overall (100)"))
+    assert row.split("|")[1:-1] == [" overall (100) ", " 50.00 ", " 25.00 ", " 21 ", " 3 "]
+    assert "2100" not in text and "Unparseable (count)" in text
+    assert "### HAM10000" in text and "### my-org/mm-skin (vqa)" in text
+    assert "BERTScore not computed (reported as n/a, never 0): BERTScore was switched off." in text
+    assert "--no-bertscore" not in text and "Fix" not in text and "skinvl push" not in text
+
+
+def test_card_training_section_comes_from_the_recorded_settings(folders, tmp_path):
+    from skinvl.model_card import render_model_card
+
+    unknown = render_model_card(folders["tiny"], "me/skinvl-ft")
+    assert "training settings of this checkpoint are unknown" in unknown
+    for claim in ("128", "16 per GPU", "DeepSpeed", "2e-5"):  # the paper's recipe is not claimed
+        assert claim not in unknown.split("## Training")[1].split("## Evaluation")[0]
+
+    folder = tmp_path / "merged"
+    shutil.copytree(folders["tiny"], folder)
+    (folder / "training_settings.json").write_text(json.dumps({
+        "options": {"model": "skinvl-tiny", "data": ["my-org/derm-vqa", str(tmp_path / "local-data")],
+                    "output": str(tmp_path / "out"), "lora_r": 8, "epochs": 2.0, "batch_size": 4},
+        "base_model": "my-org/skinvl-base", "global_step": 30,
+        "library_versions": {"trl": "1.16.0", "peft": None},
+    }))
+    text = render_model_card(folder, "me/skinvl-ft")
+    training = text.split("## Training")[1].split("## Evaluation")[0]
+    assert "| `lora_r` | `8` |" in training and "| `epochs` | `2.0` |" in training
+    assert "| `global_step` | `30` |" in training and "`trl 1.16.0`" in training
+    assert "local-data (local)" in training and str(tmp_path) not in text  # no local paths
+    assert "`output`" not in training and "unknown" not in training
+    from huggingface_hub import ModelCard
+
+    data = ModelCard(text, ignore_metadata_errors=False).data
+    assert data.base_model == ["my-org/skinvl-base"] and data.datasets == ["my-org/derm-vqa"]

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import skinvl
+from mm_skin.cli import add_subcommands
 from skinvl.generate import answer_batch, build_prompt
 from skinvl.presets import build_tiny, preset_config
 from skinvl.processing_skinvl import VICUNA_V1_SYSTEM
@@ -214,7 +215,7 @@ def test_generate_cli_says_weights_are_random(tmp_path, capsys):
 
     _image(6, 40, 30).save(tmp_path / "sample.png")
     parser = argparse.ArgumentParser()
-    generate.register_cli(parser.add_subparsers())
+    generate.register_cli(add_subcommands(parser))
     args = parser.parse_args(["generate", "--model", "skinvl-tiny", "--image", str(tmp_path / "sample.png"),
                               "--question", QUESTION, "--max-new-tokens", "5"])
     assert args.func(args) == 0

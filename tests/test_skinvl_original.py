@@ -23,7 +23,7 @@ from PIL import Image
 
 import skinvl
 from skinvl.convert import convert
-from skinvl.convert_original import OriginalFormatError
+from skinvl.original_format import OriginalFormatError
 
 TEMPLATES = {"mistral_instruct": "mistral_instruct", "v1": "vicuna_v1"}
 MODES = {"mmskin": "crop", "upstream_pad": "pad"}
@@ -285,7 +285,7 @@ def test_second_format_checkpoint_loads_and_matches_conversion(second_checkpoint
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     folder, source = second_checkpoint
-    with caplog.at_level(logging.WARNING, logger="skinvl.convert_original"):
+    with caplog.at_level(logging.WARNING, logger="skinvl.original_format"):
         model = AutoModelForImageTextToText.from_pretrained(folder)
     assert "mm_projector_type='linear' but the weights are a 'mlp2x_gelu'" in caplog.text
     processor = AutoProcessor.from_pretrained(folder)
@@ -369,3 +369,211 @@ def test_bad_inputs_fail_clearly(second_checkpoint, tmp_path):
     with pytest.raises(OriginalFormatError, match="mlp"):
         convert(bad, tmp_path / "never", format="skinvl")
     assert not (tmp_path / "never").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile and careless input (issue 10): every file stays inside its folder, conversion never
+# mixes old and new outputs, broken files are one clear line, and the authors' loader is followed.
+# ------------------------------------------------------------------------------------------------
+
+MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What type of lesion?"}]}]
+
+
+def _writable_copy(fixture_dir: Path, target: Path) -> Path:
+    """The fixture's checkpoint files (without the references), writable (the fixture is read-only)."""
+    for path in fixture_dir.rglob("*"):
+        relative = path.relative_to(fixture_dir)
+        if path.is_file() and relative.parts[0] not in ("images", "README.md", "reference.json",
+                                                        "reference.safetensors"):
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / relative)
+    return target
+
+
+def _cli(*argv: str) -> int:
+    from skinvl.cli import main
+
+    return main(list(argv))
+
+
+def test_index_may_only_name_shards_inside_the_folder(second_checkpoint, tmp_path):
+    folder, _ = second_checkpoint
+    shard = "pytorch_model-00002-of-00002.bin"
+    for name in ("../outside.bin", str(tmp_path / "outside.bin"), "link.bin"):
+        bad = _copy(folder, tmp_path)
+        (bad / shard).rename(tmp_path / "outside.bin")
+        (bad / "link.bin").symlink_to(tmp_path / "outside.bin")
+        index = json.loads((bad / "pytorch_model.bin.index.json").read_text())
+        index["weight_map"] = {k: name if v == shard else v for k, v in index["weight_map"].items()}
+        (bad / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+        with pytest.raises(OriginalFormatError, match=rf"index.json names '{name}', which lies outside"):
+            skinvl.load(str(bad))
+        with pytest.raises(OriginalFormatError, match="lies outside"):
+            convert(bad, tmp_path / "never")
+        shutil.rmtree(bad)
+        (tmp_path / "outside.bin").unlink()
+    assert not (tmp_path / "never").exists()
+
+
+def test_convert_replaces_dst_whole_and_never_its_source(fixture_dir, tmp_path, monkeypatch):
+    import skinvl.convert as convert_module
+
+    dst = tmp_path / "out"
+    convert(fixture_dir, dst, max_shard_size=10**9)
+    assert (dst / "model.safetensors").is_file()
+    convert(fixture_dir, dst, max_shard_size=200_000, overwrite=True)
+    index = json.loads((dst / "model.safetensors.index.json").read_text())
+    assert sorted(p.name for p in dst.glob("*.safetensors")) == sorted(set(index["weight_map"].values()))
+    assert not list(tmp_path.glob(".out.*"))  # no temporary or old folder is left behind
+    # A failure late in the conversion leaves DST exactly as it was.
+    before = sorted(p.name for p in dst.iterdir())
+    monkeypatch.setattr(convert_module, "_write_config_and_processor", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        convert(fixture_dir, dst, overwrite=True)
+    assert sorted(p.name for p in dst.iterdir()) == before and not list(tmp_path.glob(".out.*"))
+    monkeypatch.undo()
+    # SRC == DST (or one inside the other) is refused before anything is written.
+    source = _writable_copy(fixture_dir, tmp_path / "src")
+    config = (source / "config.json").read_text()
+    for target in (source, source / "converted", tmp_path):
+        with pytest.raises(ValueError, match="is, contains or lies inside the source folder"):
+            convert(source, target, overwrite=True)
+    assert (source / "config.json").read_text() == config and not (source / "converted").exists()
+    assert _cli("convert", str(source), str(source), "--overwrite") == 2
+
+
+def _truncate(folder: Path) -> None:
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+BROKEN_FILES = {
+    "truncated safetensors": ("model.safetensors", _truncate, "not a readable safetensors file"),
+    "empty safetensors": ("model.safetensors", lambda f: (f / "model.safetensors").write_bytes(b""),
+                          "not a readable safetensors file"),
+    "huge header": ("model.safetensors", lambda f: (f / "model.safetensors").write_bytes(
+        (2**60).to_bytes(8, "little") + b"{}"), "not a readable safetensors file"),
+    "config is a list": ("config.json", lambda f: (f / "config.json").write_text("[1, 2]"),
+                         "holds a JSON list, expected a JSON object"),
+    "config is not JSON": ("config.json", lambda f: (f / "config.json").write_text("{'model_type': 1"),
+                           "not valid JSON"),
+    "tokenizer config is not JSON": ("tokenizer_config.json",
+                                     lambda f: (f / "tokenizer_config.json").write_text("{"), "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_FILES))
+def test_broken_files_are_one_line_and_bad_input(fixture_dir, tmp_path, capsys, case):
+    name, breaker, reason = BROKEN_FILES[case]
+    source = _writable_copy(fixture_dir, tmp_path / "src")
+    breaker(source)
+    assert _cli("convert", str(source), str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{source / name}: {reason}" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_pickle_bin_is_refused_and_legacy_torch_format_loads(second_checkpoint, tmp_path, capsys):
+    import pickle
+
+    folder, _ = second_checkpoint
+    shard = "pytorch_model-00001-of-00002.bin"
+    legacy = _copy(folder, tmp_path)
+    state = torch.load(legacy / shard, weights_only=True)
+    torch.save(state, legacy / shard, _use_new_zipfile_serialization=False)
+    assert skinvl.load(str(legacy))[0].config.model_type == "skinvl"
+    capsys.readouterr()
+    (legacy / shard).write_bytes(pickle.dumps({"model.norm.weight": [1.0, 2.0]}))
+    assert _cli("convert", str(legacy), str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{legacy / shard}: not a tensor state dict" in err, err
+
+
+def test_load_takes_vision_tower(fixture_dir, one_call, tmp_path):
+    source = _writable_copy(fixture_dir, tmp_path / "src")
+    _edit_config(source, mm_vision_tower="/nowhere/clip-vit-large-patch14-336")
+    with pytest.raises(OriginalFormatError, match="pass vision_tower"):
+        skinvl.load(str(source))
+    model, processor = skinvl.load(str(source), vision_tower=str(source / "clip-tiny"))
+    image = Image.open(fixture_dir / "images/square_32x32.png").convert("RGB")
+    got, _ = _logits(model, processor, image)
+    want, _ = _logits(*one_call, image)
+    assert torch.equal(got, want)
+    # A converted checkpoint carries its tower (taken from the CLIP folder passed to convert).
+    convert(source, tmp_path / "native", vision_tower=str(source / "clip-tiny"))
+    assert torch.equal(_logits(*skinvl.load(str(tmp_path / "native")), image)[0], want)
+    with pytest.raises(ValueError, match="applies only to the authors' llava_mistral format"):
+        skinvl.load(str(tmp_path / "native"), vision_tower=str(source / "clip-tiny"))
+    with pytest.raises(ValueError, match="not to the preset 'skinvl-tiny'"):
+        skinvl.load("skinvl-tiny", vision_tower=str(source / "clip-tiny"))
+
+
+def test_mm_vision_tower_replaces_the_checkpoint_tower_as_in_the_original(tmp_path, caplog):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    folder = tmp_path / "inside"
+    make_original_checkpoint(folder, seed=5)  # tower inside the weights; mm_vision_tower has none
+    with caplog.at_level(logging.WARNING, logger="skinvl.original_format"):
+        fallback = skinvl.load(str(folder))[0]
+    assert "so the vision tower saved in the checkpoint is used" in caplog.text
+    clip_folder = Path(json.loads((folder / "config.json").read_text())["mm_vision_tower"])
+    torch.manual_seed(11)
+    clip = CLIPVisionModel(CLIPVisionConfig.from_pretrained(clip_folder)).eval()
+    clip.save_pretrained(clip_folder)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="skinvl.original_format"):
+        model = skinvl.load(str(folder))[0]
+    assert f"using the vision tower {str(clip_folder)!r} (as the original code does)" in caplog.text
+    convert(folder, tmp_path / "native")
+    native = skinvl.load(str(tmp_path / "native"))[0]
+    for key, want in clip.state_dict().items():
+        assert torch.equal(model.model.vision_tower.state_dict()[key], want), key
+        assert torch.equal(native.model.vision_tower.state_dict()[key], want), key
+    key = "embeddings.patch_embedding.weight"
+    assert not torch.equal(fallback.model.vision_tower.state_dict()[key], clip.state_dict()[key])
+
+
+LLAVA_MED_TRAINING_KEYS = {
+    "feature_outs": "encoder+decoder", "img_size": 640, "proj_vis_to_txt_tokens": False,
+    "prompt_segtok_w_instruct": False, "segtok_posembed": "sincos", "tune_vision_tokenizer": "none",
+    "vision_backbone": "convnext-large", "vision_tokenizer_lr": None,
+}
+
+
+def test_llava_training_keys_do_not_reach_the_text_config(fixture_dir, tmp_path):
+    source = _writable_copy(fixture_dir, tmp_path / "src")
+    _edit_config(source, **LLAVA_MED_TRAINING_KEYS)
+    convert(source, tmp_path / "out")
+    text = json.loads((tmp_path / "out/config.json").read_text())["text_config"]
+    assert not set(LLAVA_MED_TRAINING_KEYS) & set(text)
+    assert not [k for k in text if k.startswith(("mm_", "tokenizer_", "image_"))]
+    assert text["rope_parameters"]["rope_theta"] == 1e6 and text["num_key_value_heads"] == 2
+    loaded = skinvl.load(str(source))[0].config.text_config.to_dict()
+    assert not set(LLAVA_MED_TRAINING_KEYS) & set(loaded)
+
+
+MISTRAL_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+
+
+def test_tokenizer_template_agrees_with_the_processor(fixture_dir, tmp_path):
+    source = _writable_copy(fixture_dir, tmp_path / "src")
+    tokenizer_config = json.loads((source / "tokenizer_config.json").read_text())
+    (source / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, "chat_template": MISTRAL_TEMPLATE}))
+    convert(source, tmp_path / "out")
+    for folder in (source, tmp_path / "out"):
+        processor = skinvl.load(str(folder), template="vicuna_v1")[1]
+        for template in (None, "mistral_instruct"):
+            want = processor.apply_chat_template(MESSAGES, chat_template=template, add_generation_prompt=True)
+            got = processor.tokenizer.apply_chat_template(MESSAGES, chat_template=template, tokenize=False,
+                                                          add_generation_prompt=True)
+            assert got == want, (folder, template)
+
+
+def test_offline_conversion_records_no_hub_options(fixture_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    convert(fixture_dir, tmp_path / "out")
+    assert "local_files_only" not in json.loads((tmp_path / "out/tokenizer_config.json").read_text())

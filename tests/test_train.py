@@ -16,16 +16,16 @@ from datasets import ClassLabel, Features, Image, List, Value
 from PIL import Image as PILImage
 
 import skinvl
+from mm_skin.cli import add_subcommands, make_parser, options_from
 from skinvl import train as skinvl_train
-from skinvl.train import (
+from skinvl.train import TrainOptions, language_model_lora_targets, lora_config, train
+from skinvl.training_data import (
     IGNORE_INDEX,
-    ConversationCollator,
-    TrainOptions,
-    apply_lora,
-    language_model_lora_targets,
     load_conversations,
-    train,
+    training_chat_template,
+    vision_collator,
 )
+from skinvl.training_record import SETTINGS_FILE
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
 ANSWERS = [
@@ -113,6 +113,23 @@ def write_release(root: Path, answers: list[str] = ANSWERS) -> Path:
     return root
 
 
+def collator(processor, template: str = "vicuna_v1", max_length: int = 2048):
+    """TRL's vision-language collator as `skinvl train` sets it up for ``template``."""
+    return vision_collator(processor, training_chat_template(processor, template), max_length)
+
+
+def apply_lora(model, *, r: int, alpha: int, dropout: float):
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(model, r=r, alpha=alpha, dropout=dropout))
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = make_parser("skinvl", "test", "0")
+    skinvl_train.register_cli(add_subcommands(parser))
+    return parser
+
+
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_release(tmp_path_factory.mktemp("release"))
@@ -169,7 +186,7 @@ def test_label_mask_multi_turn_token_by_token(tiny, template):
     tokenizer = processor.tokenizer
     long = _conversation(_images()[0])
     short = {"images": long["images"], "messages": long["messages"][:2]}
-    batch = ConversationCollator(processor, template, max_length=2048)([long, short])
+    batch = collator(processor, template, max_length=2048)([long, short])
 
     for row, example in enumerate((long, short)):
         ids = batch["input_ids"][row].tolist()
@@ -195,20 +212,53 @@ def test_label_mask_multi_turn_token_by_token(tiny, template):
 def test_truncation_keeps_images_and_rejects_cut_images(tiny):
     _, processor = tiny
     example = _conversation(_images()[0])
-    full = ConversationCollator(processor, "vicuna_v1", 2048)([example])
+    full = collator(processor, "vicuna_v1", 2048)([example])
     n = full["input_ids"].shape[1]
-    cut = ConversationCollator(processor, "vicuna_v1", n - 3)([example])
+    cut = collator(processor, "vicuna_v1", n - 3)([example])
     assert cut["input_ids"].shape[1] == n - 3
     assert torch.equal(cut["labels"], full["labels"][:, : n - 3])
     first_image = full["input_ids"][0].tolist().index(processor.image_token_id)
     with pytest.raises(ValueError, match="image tokens beyond --max-length"):
-        ConversationCollator(processor, "vicuna_v1", first_image + 1)([example])
+        collator(processor, "vicuna_v1", first_image + 1)([example])
 
 
 def test_template_without_generation_markers_is_refused(tiny):
     _, processor = tiny
     with pytest.raises(ValueError, match="no chat template 'chatml'"):
-        skinvl_train.resolve_template(processor, "chatml")
+        training_chat_template(processor, "chatml")
+
+
+def test_training_sequences_start_with_bos_as_inference_does(tiny):
+    """TRL tokenizes the rendered chat without special tokens; ours renders the BOS the tokenizer
+    adds at inference (the authors' tokenizer_image_token did the same in training)."""
+    _, processor = tiny
+    example = _conversation(_images()[0])
+    ids = collator(processor)([example])["input_ids"][0].tolist()
+    prompt = processor.apply_chat_template(example["messages"][:1], chat_template="vicuna_v1",
+                                           add_generation_prompt=True)  # fmt: skip
+    inference = processor(images=_images()[0], text=prompt)["input_ids"][0]
+    assert ids[0] == processor.tokenizer.bos_token_id and ids.count(ids[0]) == 1
+    assert ids[: len(inference)] == list(inference)
+
+
+def test_template_without_markers_says_so_and_takes_a_template_file(tiny, tmp_path):
+    import copy
+
+    _, processor = tiny
+    plain = copy.deepcopy(processor)
+    unmarked = processor.chat_template["vicuna_v1"].replace("{% generation %}", "")
+    plain.chat_template = unmarked.replace("{% endgeneration %}", "")
+    with pytest.raises(ValueError, match=r"template 'vicuna_v1' has no \{% generation %\} markers.*--chat-template FILE"):
+        training_chat_template(plain, "vicuna_v1")
+    (tmp_path / "plain.jinja").write_text(plain.chat_template)
+    with pytest.raises(ValueError, match="plain.jinja has no"):
+        training_chat_template(plain, file=str(tmp_path / "plain.jinja"))
+    marked = tmp_path / "marked.jinja"
+    marked.write_text(processor.chat_template["vicuna_v1"])
+    template = training_chat_template(plain, file=str(marked))
+    want = collator(processor)([_conversation(_images()[0])])
+    got = vision_collator(plain, template)([_conversation(_images()[0])])
+    assert torch.equal(got["labels"], want["labels"])
 
 
 # ------------------------------------------------------------------ data
@@ -317,24 +367,45 @@ def test_lora_on_language_model_linears_only_projector_full_vision_frozen():
     assert not any("lm_head" in n or "embed_tokens" in n for n in trainable)
 
 
+def test_backward_skips_the_frozen_vision_tower(release, tmp_path):
+    """Gradients reach LoRA and the projector, never the vision tower's activations."""
+    options = TrainOptions(model="skinvl-tiny", data=[str(release)], configs=["vqa"],
+                           output=str(tmp_path), batch_size=2, max_steps=1, lora_r=8,
+                           lora_alpha=16, report_to="none", save_steps=10,
+                           warmup_ratio=0.0)  # fmt: skip
+    trainer = skinvl_train.build_trainer(options)
+    tower = trainer.model.get_base_model().model.vision_tower
+    flags = []
+    tower.register_forward_hook(lambda m, i, o: flags.append(o.last_hidden_state.requires_grad))
+    trainer.train()
+    assert flags == [False]  # with activation checkpointing on (the default)
+    assert all(p.grad is None for p in tower.parameters())
+    projector = trainer.model.get_base_model().model.multi_modal_projector
+    trained = projector.modules_to_save["default"].linear_1.weight
+    assert not torch.equal(trained, projector.original_module.linear_1.weight)  # it learned
+
+
 def test_paper_recipe_defaults_and_projector_param_group(release, tmp_path):
     options = TrainOptions(model="skinvl-tiny", data=[str(release)], output=str(tmp_path))
     assert (options.lora_r, options.lora_alpha, options.lora_dropout) == (128, 64, 0.05)
     assert (options.learning_rate, options.projector_lr, options.weight_decay) == (5e-5, 2e-5, 0.01)
     assert (options.epochs, options.warmup_ratio, options.max_length) == (1.0, 0.02, 2048)
     assert options.template == "vicuna_v1" and options.gradient_checkpointing
-    args = skinvl_train.training_arguments(options)
+    args = skinvl_train.sft_config(options)
     assert args.lr_scheduler_type == "cosine" and args.activation_checkpointing
     assert args.bf16 is False  # CPU has no bf16 training here
+    assert args.assistant_only_loss and args.max_length == 2048
     model, processor = skinvl.load("skinvl-tiny")
-    peft_model = apply_lora(model, r=8, alpha=16, dropout=0.0)
-    trainer = skinvl_train._make_trainer_class()(
-        model=peft_model,
+    trainer = skinvl_train.trainer_class()(
+        model=model,
         args=args,
         train_dataset=load_conversations([str(release)], ["vqa"]),
-        data_collator=ConversationCollator(processor, "vicuna_v1"),
+        data_collator=collator(processor),
+        processing_class=processor,
+        peft_config=lora_config(model, r=8, alpha=16, dropout=0.0),
         projector_lr=2e-5,
     )
+    peft_model = trainer.model
     optimizer = trainer.create_optimizer()
     lrs = {}
     names = {id(p): n for n, p in peft_model.named_parameters()}
@@ -391,9 +462,7 @@ def test_merged_logits_equal_peft_logits_and_merged_folder_generates(trained, re
     base, processor = skinvl.load("skinvl-tiny")
     base_projector = base.model.multi_modal_projector.linear_1.weight.detach().clone()
     peft_model = PeftModel.from_pretrained(base, str(result.adapter_dir)).eval()
-    batch = ConversationCollator(processor, "vicuna_v1")(
-        list(load_conversations([str(release)], ["vqa"]))
-    )
+    batch = collator(processor)(list(load_conversations([str(release)], ["vqa"])))
     batch.pop("labels")
     with torch.no_grad():
         lora_logits = peft_model(**batch).logits
@@ -420,6 +489,31 @@ def test_merged_logits_equal_peft_logits_and_merged_folder_generates(trained, re
     assert out.shape[1] > inputs["input_ids"].shape[1]
 
 
+def test_run_record_beside_adapter_and_merged_weights(trained):
+    """training_settings.json (the run's own settings, base model, versions, rows and steps) and
+    a real adapter README instead of peft's template."""
+    import json
+
+    options, result = trained
+    for folder in (result.adapter_dir, result.merged_dir):
+        settings = json.loads((folder / SETTINGS_FILE).read_text())
+        assert settings["options"]["lora_r"] == 16 and settings["options"]["batch_size"] == 2
+        # published with the weights: absolute local paths keep only their last part
+        assert settings["options"]["data"] == [Path(options.data[0]).name]
+        assert settings["options"]["output"] == "lora"
+        assert settings["base_model"] == "skinvl-tiny" and settings["base_model_kind"] == "preset"
+        assert settings["train_rows"] == 4 and settings["global_step"] == 16
+        assert settings["epochs_run"] == 8 and settings["effective_batch_size"] == 2
+        assert settings["library_versions"]["trl"] and settings["library_versions"]["peft"]
+        assert settings["train_loss"] > 0
+    card = (result.adapter_dir / "README.md").read_text()
+    assert "More Information Needed" not in card and "text-generation" not in card
+    assert "pipeline_tag: image-text-to-text" in card and "library_name: peft" in card
+    assert "skinvl-tiny" in card and "r 16, alpha 32" in card and "16 steps" in card
+    assert "PeftModel.from_pretrained" in card and "4 training rows" in card
+    assert str(result.adapter_dir.parent) not in card
+
+
 def test_checkpoints_and_resume_through_the_cli(trained, tmp_path):
     options, result = trained
     assert sorted(p.name for p in result.adapter_dir.glob("checkpoint-*")) == [
@@ -427,8 +521,7 @@ def test_checkpoints_and_resume_through_the_cli(trained, tmp_path):
         "checkpoint-8",
     ]
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
-    parser = argparse.ArgumentParser()
-    skinvl_train.register_cli(parser.add_subparsers())
+    parser = train_parser()
     argv = [
         "train", "--model", "skinvl-tiny", "--data", options.data[0], "--config", "vqa",
         "--output", str(tmp_path / "resumed"), "--batch-size", "2", "--max-steps", "16",
@@ -460,15 +553,56 @@ def test_checkpoints_and_resume_through_the_cli(trained, tmp_path):
 
 
 def test_cli_help_and_accelerate_config_path(capsys):
-    parser = argparse.ArgumentParser()
-    skinvl_train.register_cli(parser.add_subparsers())
-    args = parser.parse_args(["train", "--print-accelerate-config", "deepspeed_zero3"])
-    assert args.func(args) == 0
+    parser = train_parser()
+    with pytest.raises(SystemExit) as done:  # prints and exits like --version
+        parser.parse_args(["train", "--print-accelerate-config", "deepspeed_zero3"])
+    assert done.value.code == 0
     path = Path(capsys.readouterr().out.strip())
     assert path.name == "deepspeed_zero3.yaml" and path.is_file()
-    with pytest.raises(SystemExit, match="--model, --data, --output required"):
-        args = parser.parse_args(["train"])
-        args.func(args)
+    with pytest.raises(SystemExit) as done:
+        parser.parse_args(["train"])
+    assert done.value.code == 2
+    assert "required: --model, --data, --output" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(required)" in text and "(default: None)" not in text
+    for default in ("LoRA rank (default: 128)", "(default: 5e-05)", "(default: 2e-05)",
+                    "(default: vicuna_v1)", "(default: 2048)", "(default: cosine)"):
+        assert default in text, default  # fmt: skip
+
+
+def test_cli_bad_data_is_one_line_and_exit_code_2(tmp_path, capsys):
+    root = write_release(tmp_path / "bad", answers=["Fine.", "  ", "Fine.", "Fine."])
+    args = train_parser().parse_args(["train", "--model", "skinvl-tiny", "--data", str(root),
+                                      "--config", "vqa", "--output", str(tmp_path / "out")])  # fmt: skip
+    assert args.func(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("skinvl train: ") and "row 1 has answer='  '" in err[-1]
+
+
+def test_cli_options_are_the_dataclass_fields():
+    """Every TrainOptions field is a flag; repeated --data/--config gather, --mix takes 0.7,0.3."""
+    import dataclasses
+
+    args = train_parser().parse_args([
+        "train", "--model", "m", "--data", "a", "--data", "b", "--config", "vqa", "--config",
+        "instruct", "--output", "o", "--mix", "0.7,0.3", "--no-gradient-checkpointing", "--bf16",
+        "--resume-from-checkpoint", "--merge",
+    ])  # fmt: skip
+    options = options_from(args, TrainOptions)
+    assert options.data == ["a", "b"] and options.configs == ["vqa", "instruct"]
+    assert list(options.mix) == [0.7, 0.3] and options.bf16 is True
+    assert options.gradient_checkpointing is False and options.merge
+    assert options.resume_from_checkpoint == skinvl_train.LATEST
+    defaults = TrainOptions(model="m", data=["a"], output="o")
+    for field in dataclasses.fields(TrainOptions):
+        if field.name not in ("data", "configs", "mix", "gradient_checkpointing", "bf16",
+                              "resume_from_checkpoint", "merge", "model", "output"):  # fmt: skip
+            assert getattr(options, field.name) == getattr(defaults, field.name), field.name
+    with pytest.raises(SystemExit):
+        train_parser().parse_args(["train", "--model", "m", "--data", "a", "--output", "o",
+                                   "--mix", "0.7;0.3"])  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -499,7 +633,7 @@ def test_the_built_sample_release_feeds_training(tmp_path):
     folder = tmp_path / "mm-skin"
     mm_skin_dataset.build(sample, folder)
     _, processor = skinvl.load("skinvl-tiny")
-    collate = ConversationCollator(processor, "vicuna_v1")
+    collate = collator(processor)
     vqa = load_conversations([str(folder)], ["vqa"])
     instruct = load_conversations([str(folder)], ["instruct"])
     reference = datasets.load_dataset(str(folder), "vqa", split="train")

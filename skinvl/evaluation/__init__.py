@@ -2,10 +2,17 @@
 
 Modules, one per concern:
 
+- :mod:`~skinvl.evaluation.models`: ``ModelOptions``, loading any local VLM (SkinVL through
+  ``skinvl.load``, others through the Auto classes), prompts and the family ``ADAPTERS`` table;
+- :mod:`~skinvl.evaluation.endpoint`: OpenAI-compatible served models (concurrency, retries);
+- :mod:`~skinvl.evaluation.images`: the one lazy image list (original bytes, decoded per batch);
+- :mod:`~skinvl.evaluation.runs`: the predictions log, ``--resume``, data-parallel shards, provenance;
+- :mod:`~skinvl.evaluation.ask`: a logged run of a local model or an endpoint over a set of rows;
 - :mod:`~skinvl.evaluation.predictions`: read/write predictions files (CSV or JSONL);
 - :mod:`~skinvl.evaluation.scoring`: the VQA metrics, ``paper`` and ``standard`` protocols;
-- :mod:`~skinvl.evaluation.vqa`: batched generation over a VQA split, then scoring;
+- :mod:`~skinvl.evaluation.vqa`: answers over a VQA split, then scoring;
 - :mod:`~skinvl.evaluation.labels`: the authors' classification label CSVs;
+- :mod:`~skinvl.evaluation.classification`: classification metrics and outputs;
 - :mod:`~skinvl.evaluation.zeroshot`: generative zero-shot classification;
 - :mod:`~skinvl.evaluation.probe`: the linear probe on projector features;
 - :mod:`~skinvl.evaluation.report`: results.json, Markdown, CSV and PNG outputs;
@@ -23,12 +30,17 @@ results.json (``schema_version`` 1), common keys:
 - ``per_class`` (classification): ``{class: {"recall", "support"}}``, plus ``confusion_matrix``;
 - ``unavailable``: ``{metric: {"reason", "fix"}}`` for metrics whose resources are missing; their
   value in ``metrics`` is null, never 0;
-- ``created_at`` and ``files`` (the other outputs, relative to the folder).
+- ``created_at`` and ``files`` (the other outputs, relative to the folder);
+- runs that generate (vqa, zeroshot): ``name``, ``model_info`` (model, revision, weights hash,
+  adapter, template), ``first_prompt``, ``decoding`` (+ seed), ``dataset_info`` (source, config,
+  split, row count, ``row_ids_blake2b``), ``packages``, ``started_at`` / ``finished_at``,
+  ``resumed`` and ``failed`` (count and reasons of questions that got no answer).
 
 Example::
 
     skinvl eval score --predictions preds.csv --out results/gpt4o
     skinvl eval vqa --model zwq803/SkinVL-PubMM --data ./mm-skin --out results/skinvl
+    skinvl eval vqa --endpoint http://127.0.0.1:8000 --model-name skinvl --data ./mm-skin --out results/served
 """
 
 from __future__ import annotations

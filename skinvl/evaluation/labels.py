@@ -149,9 +149,15 @@ def read_label_csv(path: str | Path, classes: list[str] | None = None) -> LabelF
 
 def resolve_images(labels: LabelFile, root: str | Path, limit: int | None = None) -> list[tuple[LabeledImage, Path]]:
     """Pair the (first ``limit``) rows with image files under ``root``; error if any is missing."""
-    root = Path(root)
+    root = Path(root).resolve()
     rows = labels.rows if limit is None else labels.rows[:limit]
-    pairs = [(r, root / r.image) for r in rows]
+    pairs = [(r, (root / r.image).resolve()) for r in rows]
+    outside = next(((r, p) for r, p in pairs if not p.is_relative_to(root)), None)
+    if outside is not None:  # "../" or a symlink out of the image root: never read
+        raise LabelFileError(
+            f"{labels.path}, row {outside[0].row}: image path {outside[0].image!r} leads outside {root} "
+            f"(to {outside[1]}); image paths must stay inside --images."
+        )
     missing = [(r, p) for r, p in pairs if not p.is_file()]
     if missing:
         r, p = missing[0]

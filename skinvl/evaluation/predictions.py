@@ -43,6 +43,11 @@ def _sample_from_row(row: dict, where: str) -> VQASample:
 
     ``where`` names the file and row (CSV data row) or line (JSONL) for error messages.
     """
+    if row.get("status") == "failed":  # a question of a `skinvl eval` run that got no answer
+        raise PredictionsFileError(
+            f"{where}: this question failed ({row.get('error')}) and has no prediction. Rerun the "
+            "evaluation with --resume to ask it again, or remove the row to score the rest."
+        )
     values: dict[str, str | None] = {}
     for column in REQUIRED_COLUMNS:
         value = row.get(column)

@@ -21,13 +21,16 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from skinvl.evaluation.classification import classification_metrics, write_classification_outputs
+from skinvl.evaluation.images import LazyImages
 from skinvl.evaluation.labels import read_label_csv, resolve_images
-from skinvl.evaluation.zeroshot import classification_metrics, write_classification_outputs
+from skinvl.evaluation.models import MODEL_HELP, LoadedModel, ModelError, ModelOptions, load_model
 
 C_GRID = 10 ** np.linspace(-5, 1, 10)
 CV_FOLDS = 5
@@ -49,7 +52,11 @@ def model_key(model, processor) -> str:
     image_processor = getattr(processor, "image_processor", processor)
     h.update(json.dumps(image_processor.to_dict(), sort_keys=True, default=str).encode())
     inner = getattr(model, "model", model)
-    for part in ("vision_tower", "multi_modal_projector"):
+    parts = ("vision_tower", "multi_modal_projector")
+    if not all(hasattr(inner, part) for part in parts) or not hasattr(model, "get_image_features"):
+        raise ModelError(f"the linear probe reads projector features: it needs a LLaVA-style model (SkinVL, LLaVA) "
+                         f"with {' and '.join(parts)}; {type(model).__name__} has another layout.")
+    for part in parts:
         module = getattr(inner, part)
         for name, tensor in sorted(module.state_dict().items()):
             h.update(name.encode())
@@ -93,7 +100,6 @@ def extract_features(
     Returns the features and ``{"cached": n, "computed": m}``.
     """
     import torch
-    from PIL import Image
     from tqdm.auto import tqdm
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -107,16 +113,14 @@ def extract_features(
             vectors[k] = np.load(f)
     todo_keys = list(dict.fromkeys(k for k in keys if k not in vectors))
     first_path = {k: p for k, p in zip(reversed(keys), reversed(list(image_paths)), strict=True)}
+    todo_images = LazyImages.from_files([first_path[k] for k in todo_keys])
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     image_processor = getattr(processor, "image_processor", processor)
     with torch.inference_mode(), tqdm(total=len(todo_keys), desc=description, unit="image") as bar:
         for start in range(0, len(todo_keys), batch_size):
             batch = todo_keys[start : start + batch_size]
-            images = []
-            for k in batch:
-                with Image.open(first_path[k]) as im:
-                    images.append(im.convert("RGB"))
+            images = todo_images[start : start + batch_size]
             pixel_values = image_processor(images, return_tensors="pt")["pixel_values"].to(device, dtype)
             pooled = _pool(model, pixel_values).float().cpu().numpy()
             for k, v in zip(batch, pooled, strict=True):
@@ -195,30 +199,31 @@ def fit_probe(
     return result
 
 
-def run_probe(
-    model_name: str,
-    train_labels: str | Path,
-    test_labels: str | Path,
-    images_root: str | Path,
-    out_dir: str | Path,
-    *,
-    batch_size: int = 16,
-    cache_dir: str | Path | None = None,
-    limit: int | None = None,
-    dtype: str | None = None,
-    device_map: str | None = None,
-    model_and_processor: tuple | None = None,
-) -> dict[str, Any]:
+@dataclass(kw_only=True)
+class ProbeOptions(ModelOptions):
+    """``skinvl eval probe``: a local model, train and test label CSVs, their images, the cache."""
+
+    model: str = field(metadata=MODEL_HELP)  # required here: no endpoint alternative
+
+    train_labels: str = field(metadata={"help": "label CSV of the training images"})
+    test_labels: str = field(metadata={"help": "label CSV of the test images"})
+    images: str = field(metadata={"help": "folder the CSVs' image paths are relative to"})
+    out: str = field(metadata={"help": "output folder (results.json, results.md, predictions.csv, PNG)"})
+    batch_size: int = field(default=16, metadata={"help": "images per forward pass"})
+    cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default ~/.cache/skinvl/probe-features)"})
+    limit: int | None = field(default=None, metadata={"help": "use only the first N rows of each CSV"})
+
+
+def run_probe(options: ProbeOptions, *, loaded: LoadedModel | None = None) -> dict[str, Any]:
     """``skinvl eval probe``: features for train and test images, fit, evaluate, write outputs."""
+    train_labels, test_labels, limit, batch_size = options.train_labels, options.test_labels, options.limit, options.batch_size
+    cache_dir = options.cache_dir
     train = read_label_csv(train_labels)
     test = read_label_csv(test_labels, classes=train.classes)
-    train_pairs = resolve_images(train, images_root, limit)
-    test_pairs = resolve_images(test, images_root, limit)
-    if model_and_processor is None:
-        import skinvl
-
-        model_and_processor = skinvl.load(model_name, dtype=dtype, device_map=device_map)
-    model, processor = model_and_processor
+    train_pairs = resolve_images(train, options.images, limit)
+    test_pairs = resolve_images(test, options.images, limit)
+    loaded = loaded or load_model(options)
+    model, processor = loaded.model, loaded.processor
     train_x, train_cache = extract_features(
         model, processor, [p for _, p in train_pairs], batch_size=batch_size, cache_dir=cache_dir, description="train features"
     )
@@ -228,7 +233,8 @@ def run_probe(
     result = fit_probe(train_x, [r.label for r, _ in train_pairs], test_x, [r.label for r, _ in test_pairs], train.classes)
     payload = {
         "task": "linear-probe-classification",
-        "model": model_name,
+        "model": options.model,
+        "model_info": loaded.info,
         "dataset": str(test_labels),
         "train_dataset": str(train_labels),
         "split": "test",
@@ -252,5 +258,5 @@ def run_probe(
         }
         for (r, _), pred, p in zip(test_pairs, result["predictions"], result["proba"], strict=True)
     ]
-    write_classification_outputs(Path(out_dir), payload, rows, f"Linear probe: {Path(test_labels).stem}")
+    write_classification_outputs(Path(options.out), payload, rows, f"Linear probe: {Path(test_labels).stem}")
     return payload

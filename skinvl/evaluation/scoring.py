@@ -81,6 +81,31 @@ class ScoreSettings:
     device: str | None = None
 
 
+@dataclass(kw_only=True)
+class ScoreOptions:
+    """How VQA answers are scored (``skinvl eval vqa`` and ``skinvl eval score``)."""
+
+    protocol: str = field(default="both", metadata={
+        "help": "paper: the authors' metrics exactly; standard: ours; both: side by side",
+        "choices": ["paper", "standard", "both"]})
+    bertscore_model: str | None = field(default=None, metadata={
+        "help": f"local BERT checkpoint folder (or Hub id) for BERTScore (default {PAPER_BERTSCORE_MODEL})"})
+    bertscore_layer: int = field(default=PAPER_BERTSCORE_LAYER, metadata={"help": "BERT layer for BERTScore (paper: 9)"})
+    no_bertscore: bool = field(default=False, metadata={"help": "skip BERTScore (reported unavailable)"})
+    nltk_data: list[str] = field(default_factory=list, metadata={
+        "help": "folder(s) with NLTK data (corpora/wordnet) for METEOR; may be repeated", "action": "extend"})
+
+    def protocols(self) -> tuple[str, ...]:
+        """The protocols to compute, in report order."""
+        return PROTOCOLS if self.protocol == "both" else (self.protocol,)
+
+    def settings(self) -> ScoreSettings:
+        """The scorer's resources from these options."""
+        return ScoreSettings(bertscore_model=self.bertscore_model or PAPER_BERTSCORE_MODEL,
+                             bertscore_layer=self.bertscore_layer, bertscore=not self.no_bertscore,
+                             nltk_data=list(self.nltk_data))
+
+
 @dataclass
 class ScoreResult:
     """Scores of one predictions set.
@@ -268,6 +293,31 @@ def _standard_group(
     return m
 
 
+def _meteor(preds: list[str], refs: list[str], protocols: Sequence[str]):
+    """Per-sample METEOR: whitespace tokens (paper) and lowercased word/punctuation tokens (standard)."""
+    from nltk.translate.meteor_score import meteor_score
+
+    pairs = list(zip(preds, refs, strict=True))
+    paper = [meteor_score([r.split()], p.split()) for p, r in pairs] if "paper" in protocols else None
+    standard = None
+    if "standard" in protocols:
+        standard = [meteor_score([_STANDARD_TOKEN.findall(r.lower())], _STANDARD_TOKEN.findall(p.lower()))
+                    for p, r in pairs]
+    return paper, standard
+
+
+def _rouge_score(preds: list[str], refs: list[str]) -> list[dict[str, float]]:
+    """Per-sample ROUGE-1/2/L F-measures of Google's rouge_score package (Porter stemming)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    values = []
+    for p, r in zip(preds, refs, strict=True):
+        s = scorer.score(r, p)
+        values.append({"rouge_1": s["rouge1"].fmeasure, "rouge_2": s["rouge2"].fmeasure, "rouge_l": s["rougeL"].fmeasure})
+    return values
+
+
 def score_vqa(
     samples: Sequence[VQASample],
     protocols: Sequence[str] = PROTOCOLS,
@@ -296,30 +346,13 @@ def score_vqa(
     if missing_wordnet:
         unavailable["meteor"] = missing_wordnet
     else:
-        from nltk.translate.meteor_score import meteor_score
-
-        if "paper" in protocols:
-            meteor_paper = [meteor_score([r.split()], p.split()) for p, r in zip(preds, refs, strict=True)]
-        if "standard" in protocols:
-            meteor_standard = [
-                meteor_score([_STANDARD_TOKEN.findall(r.lower())], _STANDARD_TOKEN.findall(p.lower()))
-                for p, r in zip(preds, refs, strict=True)
-            ]
+        meteor_paper, meteor_standard = _meteor(preds, refs, protocols)
 
     bert, bert_missing = bertscore(preds, refs, settings)
     if bert_missing:
         unavailable["bertscore"] = bert_missing
 
-    rouge_score_values: list[dict[str, float]] = []
-    if "standard" in protocols:
-        from rouge_score import rouge_scorer
-
-        scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-        for p, r in zip(preds, refs, strict=True):
-            s = scorer.score(r, p)
-            rouge_score_values.append(
-                {"rouge_1": s["rouge1"].fmeasure, "rouge_2": s["rouge2"].fmeasure, "rouge_l": s["rougeL"].fmeasure}
-            )
+    rouge_score_values = _rouge_score(preds, refs) if "standard" in protocols else []
     per = _PerSample(
         rouge=paper_rouge(preds, refs) if "paper" in protocols else [],
         token_recall=[token_recall(p, r) for p, r in zip(preds, refs, strict=True)],

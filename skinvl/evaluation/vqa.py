@@ -1,92 +1,44 @@
-"""Open-ended VQA evaluation: batched generation over the MM-Skin test split, then scoring.
+"""Open-ended VQA evaluation: answers for the MM-Skin test split (any model), then scoring.
 
-``skinvl eval vqa`` = :func:`generate_predictions` (writes ``predictions.csv`` in the format of
-:mod:`skinvl.evaluation.predictions`) + :func:`score_to_folder`, which is also all that
-``skinvl eval score`` does with a file from any other model.
+``skinvl eval vqa`` = :func:`~skinvl.evaluation.ask.ask` (a logged, resumable run of a local
+model or an endpoint, written to ``predictions.jsonl``) + :func:`score_to_folder`, which is also
+all that ``skinvl eval score`` does with a file from any other model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from skinvl.evaluation import report
+from skinvl.evaluation.ask import AskOptions, ask
+from skinvl.evaluation.images import LazyImages
+from skinvl.evaluation.models import LoadedModel, LocalAnswerer
 from skinvl.evaluation.predictions import VQASample, read_predictions, write_predictions
-from skinvl.evaluation.scoring import ScoreResult, ScoreSettings, score_vqa
+from skinvl.evaluation.runs import Row, decoding_kwargs
+from skinvl.evaluation.scoring import ScoreOptions, ScoreResult, ScoreSettings, score_vqa
 
-# The authors' evaluation decoding (DESIGN.md 1.3): sampled beam search, not deterministic;
-# we seed it so a run can be repeated on the same hardware.
-PAPER_DECODING: dict[str, Any] = {
-    "do_sample": True,
-    "temperature": 0.2,
-    "top_p": 0.9,
-    "num_beams": 5,
-    "min_new_tokens": 20,
-    "max_new_tokens": 256,
-}
-GREEDY_DECODING: dict[str, Any] = {"do_sample": False, "num_beams": 1, "max_new_tokens": 256}
-DECODINGS = {"greedy": GREEDY_DECODING, "paper": PAPER_DECODING}
 PAPER_FIGURE_METRICS = ("bleu_1", "bleu_4", "rouge_l", "meteor", "bertscore_f1", "token_recall")
 STANDARD_FIGURE_METRICS = ("sacrebleu", "rouge_l", "meteor", "bertscore_f1", "yes_no_accuracy")
 
 
-def decoding_kwargs(decoding: str, max_new_tokens: int | None = None) -> dict[str, Any]:
-    """``generate`` keyword arguments of a named decoding ("greedy" or "paper")."""
-    if decoding not in DECODINGS:
-        raise ValueError(f"unknown decoding {decoding!r}; choose from {sorted(DECODINGS)}")
-    kwargs = dict(DECODINGS[decoding])
-    if max_new_tokens is not None:
-        kwargs["max_new_tokens"] = max_new_tokens
-        if kwargs.get("min_new_tokens", 0) > max_new_tokens:
-            kwargs["min_new_tokens"] = max_new_tokens
-    return kwargs
+@dataclass(kw_only=True)
+class VQAOptions(AskOptions, ScoreOptions):
+    """``skinvl eval vqa``: a model (local or served), a VQA split, decoding, run folder, scoring."""
+
+    data: str = field(metadata={"help": "dataset folder or Hub id with the MM-Skin 'vqa' config"})
+    config: str = field(default="vqa", metadata={"help": "dataset config"})
+    split: str = field(default="test", metadata={"help": "split"})
 
 
-def answer_questions(
-    model,
-    processor,
-    images: Sequence,
-    questions: Sequence[str],
-    *,
-    batch_size: int = 8,
-    template: str | None = None,
-    decoding: str = "greedy",
-    max_new_tokens: int | None = None,
-    seed: int = 0,
-    description: str = "generating",
-) -> list[str]:
-    """Answer ``questions`` about ``images`` in batches of ``batch_size``, with a progress bar.
+@dataclass(kw_only=True)
+class ScoreFileOptions(ScoreOptions):
+    """``skinvl eval score``: score a predictions file from any model."""
 
-    Uses ``skinvl.generate.answer_batch`` (left padding, the processor's chat template).
-    """
-    from tqdm.auto import tqdm
-    from transformers import set_seed
-
-    from skinvl.generate import answer_batch
-
-    if len(images) != len(questions):
-        raise ValueError(f"{len(images)} images but {len(questions)} questions")
-    kwargs = decoding_kwargs(decoding, max_new_tokens)
-    set_seed(seed)
-    answers: list[str] = []
-    with tqdm(total=len(questions), desc=description, unit="question") as bar:
-        for start in range(0, len(questions), batch_size):
-            chunk_images = [im.convert("RGB") for im in images[start : start + batch_size]]
-            chunk_questions = list(questions[start : start + batch_size])
-            answers.extend(
-                answer_batch(
-                    model,
-                    processor,
-                    chunk_images,
-                    chunk_questions,
-                    template=template,
-                    batch_size=batch_size,
-                    **kwargs,
-                )
-            )
-            bar.update(len(chunk_questions))
-    return answers
+    predictions: str = field(metadata={"help": "predictions file, .csv or .jsonl (e.g. a run's predictions.jsonl)"})
+    out: str = field(metadata={"help": "output folder"})
 
 
 def load_vqa_split(data: str, config: str = "vqa", split: str = "test", limit: int | None = None):
@@ -115,52 +67,33 @@ def _modality_names(ds) -> list[str | None]:
     return [str(v) if v is not None else None for v in values]
 
 
-def generate_predictions(
-    model,
-    processor,
-    ds,
-    *,
-    batch_size: int = 8,
-    template: str | None = None,
-    decoding: str = "greedy",
-    max_new_tokens: int | None = None,
-    seed: int = 0,
-) -> list[VQASample]:
-    """Answer every question of a VQA split; returns samples ready for :func:`score_vqa`."""
-    questions = list(ds["question"])
-    references = list(ds["answer"])
-    modalities = _modality_names(ds)
-    ids = [str(v) for v in ds["image_id"]] if "image_id" in ds.column_names else [str(i) for i in range(len(ds))]
-    images = _LazyImages(ds)
-    answers = answer_questions(
-        model,
-        processor,
-        images,
-        questions,
-        batch_size=batch_size,
-        template=template,
-        decoding=decoding,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        description="eval vqa",
-    )
+def vqa_rows(ds, split: str = "test") -> list[Row]:
+    """One :class:`Row` per question, id ``{split}-{index}``, carrying reference, modality, image id."""
+    image_ids = [str(v) for v in ds["image_id"]] if "image_id" in ds.column_names else [None] * len(ds)
     return [
-        VQASample(question=q, answer=a, prediction=p, modality=m, image_id=i)
-        for q, a, p, m, i in zip(questions, references, answers, modalities, ids, strict=True)
+        Row(f"{split}-{i:05d}", i, q, {"image_id": image_id, "modality": modality, "answer": answer})
+        for i, (q, answer, modality, image_id) in enumerate(
+            zip(ds["question"], ds["answer"], _modality_names(ds), image_ids, strict=True))
     ]
 
 
-class _LazyImages:
-    """Slice-able view of a dataset's image column that decodes only the requested rows."""
+def sample_from_record(record: dict[str, Any]) -> VQASample:
+    """The scored sample of an answered prediction record."""
+    return VQASample(question=record["question"], answer=record["answer"], prediction=record["prediction"],
+                     modality=record.get("modality"), image_id=record.get("image_id"))
 
-    def __init__(self, ds):
-        self._ds = ds
 
-    def __len__(self) -> int:
-        return len(self._ds)
-
-    def __getitem__(self, item):
-        return self._ds[item]["image"]
+def generate_predictions(
+    model, processor, ds, *, batch_size: int = 8, template: str | None = None, decoding: str = "greedy",
+    max_new_tokens: int | None = None, seed: int = 0,
+) -> list[VQASample]:
+    """Answer every question of a VQA split in memory (no files); samples for :func:`score_vqa`."""
+    loaded = LoadedModel.wrap(model, processor)
+    loaded.template = template
+    answerer = LocalAnswerer(loaded, batch_size=batch_size, generate_kwargs=decoding_kwargs(decoding, max_new_tokens),
+                             seed=seed)
+    records = [r for batch in answerer.answer(vqa_rows(ds), LazyImages.from_dataset(ds)) for r in batch]
+    return [sample_from_record(r) for r in records]
 
 
 def score_to_folder(
@@ -199,6 +132,7 @@ def score_to_folder(
             "predictions": "predictions.csv",
             "markdown": "results.md",
             "figure": "vqa_scores.png",
+            **({"log": "predictions.jsonl"} if (out / "predictions.jsonl").is_file() else {}),
         },
     }
     report.write_results_json(out, payload)
@@ -250,45 +184,30 @@ def run_score(
     )
 
 
-def run_vqa(
-    model_name: str,
-    data: str,
-    out_dir: str | Path,
-    *,
-    config: str = "vqa",
-    split: str = "test",
-    batch_size: int = 8,
-    decoding: str = "greedy",
-    max_new_tokens: int | None = None,
-    limit: int | None = None,
-    template: str | None = None,
-    seed: int = 0,
-    protocols: Sequence[str] = ("paper", "standard"),
-    settings: ScoreSettings | None = None,
-    dtype: str | None = None,
-    device_map: str | None = None,
-    model_and_processor: tuple | None = None,
-) -> dict[str, Any]:
-    """``skinvl eval vqa``: generate answers for a VQA split, write predictions and scores."""
-    ds = load_vqa_split(data, config, split, limit)
-    if model_and_processor is None:
-        import skinvl
+def run_vqa(options: VQAOptions, *, loaded: LoadedModel | None = None) -> dict[str, Any] | None:
+    """``skinvl eval vqa``: answer a VQA split (resumable, data-parallel), write predictions and scores.
 
-        model_and_processor = skinvl.load(model_name, dtype=dtype, device_map=device_map, template=template)
-    model, processor = model_and_processor
-    samples = generate_predictions(
-        model, processor, ds, batch_size=batch_size, template=template, decoding=decoding,
-        max_new_tokens=max_new_tokens, seed=seed,
-    )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    Returns the results.json payload on the main process, None on other ranks.
+    """
+    ds = load_vqa_split(options.data, options.config, options.split, options.limit)
+    rows = vqa_rows(ds, options.split)
+    root = options.data if Path(options.data).is_dir() else None
+    dataset = {"data": options.data, "config": options.config, "split": options.split, "limit": options.limit}
+    answers = ask(options, rows, LazyImages.from_dataset(ds, root=root), dataset, loaded=loaded,
+                  description="eval vqa")
+    if answers is None:
+        return None
+    samples = [sample_from_record(r) for r in answers.answered()]
+    out = Path(options.out)
     # The plain predictions file first: usable with `skinvl eval score` even if scoring fails.
     write_predictions(samples, out / "predictions_raw.csv")
     return score_to_folder(
-        samples, out, protocols=protocols, settings=settings,
-        meta={
-            "model": model_name, "dataset": data, "config": config, "split": split,
-            "decoding": {"name": decoding, **decoding_kwargs(decoding, max_new_tokens), "seed": seed},
-            "template": template, "limit": limit,
-        },
+        samples, out, protocols=options.protocols(), settings=options.settings(),
+        meta={"model": options.model or options.model_name, "dataset": options.data, "config": options.config,
+              "split": options.split, "template": answers.meta["model_info"].get("template"),
+              "limit": options.limit, **answers.meta, "failed": answers.failure_summary()},
     )
+
+
+__all__ = ["ScoreFileOptions", "VQAOptions", "decoding_kwargs", "generate_predictions", "load_vqa_split",
+           "run_score", "run_vqa", "sample_from_record", "score_to_folder", "vqa_rows"]

@@ -26,15 +26,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skinvl.evaluation import report
+from skinvl.evaluation.ask import AskOptions, ask
+from skinvl.evaluation.classification import (
+    UNPARSEABLE,
+    classification_metrics,
+    write_classification_outputs,
+)
+from skinvl.evaluation.images import LazyImages
 from skinvl.evaluation.labels import LabelFile, read_label_csv, resolve_images
+from skinvl.evaluation.models import LoadedModel
+from skinvl.evaluation.runs import Row
 
 PROMPT = "This is a skin lesion image. From the following categories: {classes}, which one is the diagnosis?"
-UNPARSEABLE = "<unparseable>"
 PARSE_PROTOCOLS = ("robust", "paper")
 
 _VARIANTS = {
@@ -129,167 +136,68 @@ def parse_answer(answer: str, classes: Sequence[str], protocol: str = "robust") 
     raise ValueError(f"unknown parsing protocol {protocol!r}; choose from {list(PARSE_PROTOCOLS)}")
 
 
-def classification_metrics(
-    y_true: Sequence[str], y_pred: Sequence[str | None], classes: Sequence[str]
-) -> dict[str, Any]:
-    """Accuracy, macro F1/precision, balanced accuracy, per-class recall, confusion matrix.
+@dataclass(kw_only=True)
+class ZeroShotOptions(AskOptions):
+    """``skinvl eval zeroshot``: a model (local or served), a label CSV and its images, the parsing."""
 
-    ``None`` predictions are unparseable: wrong for accuracy and recall, a column of their own
-    in the confusion matrix.
-    """
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_score,
-        recall_score,
-    )
+    labels: str = field(metadata={"help": "label CSV of the authors' family (image, categories)"})
+    images: str = field(metadata={"help": "folder the CSV's image paths are relative to"})
+    protocol: str = field(default="robust", metadata={
+        "help": "answer parsing: robust (whole labels, negation-aware) or paper (first substring)",
+        "choices": list(PARSE_PROTOCOLS)})
+    classes: str | None = field(default=None, metadata={"help": "comma-separated class order (default: sorted labels)"})
+    max_new_tokens: int | None = field(default=64, metadata={"help": "cap on generated tokens"})
 
-    pred = [p if p is not None else UNPARSEABLE for p in y_pred]
-    truth = list(y_true)
-    recall = recall_score(truth, pred, labels=list(classes), average=None, zero_division=0)
-    support = {c: truth.count(c) for c in classes}
-    present = [i for i, c in enumerate(classes) if support[c] > 0]
-    cm = confusion_matrix(truth, pred, labels=[*classes, UNPARSEABLE])
-    return {
-        "metrics": {
-            "accuracy": float(accuracy_score(truth, pred)),
-            "macro_f1": float(f1_score(truth, pred, labels=list(classes), average="macro", zero_division=0)),
-            "macro_precision": float(
-                precision_score(truth, pred, labels=list(classes), average="macro", zero_division=0)
-            ),
-            # Mean recall over the classes present in the truth: sklearn's balanced accuracy,
-            # computed here so that the extra "unparseable" prediction is not a class.
-            "balanced_accuracy": float(sum(recall[i] for i in present) / len(present)),
-            "unparseable": int(sum(p == UNPARSEABLE for p in pred)),
-            "n": len(truth),
-        },
-        "per_class": {c: {"recall": float(recall[i]), "support": support[c]} for i, c in enumerate(classes)},
-        "confusion_matrix": {
-            "rows": list(classes),
-            "columns": [*classes, "unparseable"],
-            "counts": cm[: len(classes)].tolist(),
-        },
-    }
+    def class_list(self) -> list[str] | None:
+        """``--classes`` split on commas (None: the sorted labels)."""
+        return [c.strip() for c in self.classes.split(",")] if self.classes else None
 
 
-def write_classification_outputs(
-    out_dir: Path, payload: dict[str, Any], sample_rows: list[dict], title: str
-) -> None:
-    """results.json, results.md, predictions.csv and confusion_matrix.png of a classification run."""
-    import csv
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "predictions.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(sample_rows[0]))
-        writer.writeheader()
-        writer.writerows(sample_rows)
-    report.write_results_json(out_dir, payload)
-    cm = payload["confusion_matrix"]
-    lines = [
-        f"# {title}", "",
-        report.markdown_table({"all": payload["metrics"]}, list(payload["metrics"]), ""), "",
-        "## Per class", "",
-        report.markdown_table(payload["per_class"], ["recall", "support"], "class"),
-        report.unavailable_notes(payload.get("unavailable", {})),
-    ]
-    report.write_markdown(out_dir, "\n".join(lines))
-    report.plot_confusion(out_dir, cm["counts"], cm["rows"], cm["columns"], title)
-
-
-def run_zeroshot(
-    model_name: str,
-    labels_csv: str | Path,
-    images_root: str | Path,
-    out_dir: str | Path,
-    *,
-    protocol: str = "robust",
-    classes: list[str] | None = None,
-    batch_size: int = 8,
-    decoding: str = "greedy",
-    max_new_tokens: int | None = 64,
-    limit: int | None = None,
-    template: str | None = None,
-    seed: int = 0,
-    dtype: str | None = None,
-    device_map: str | None = None,
-    model_and_processor: tuple | None = None,
-) -> dict[str, Any]:
+def run_zeroshot(options: ZeroShotOptions, *, loaded: LoadedModel | None = None) -> dict[str, Any] | None:
     """``skinvl eval zeroshot``: ask the paper's question for every image and score the answers.
 
     Both parsings are computed; ``protocol`` picks the headline ``metrics``, the other one is in
-    ``metrics_by_protocol``.
+    ``metrics_by_protocol``. Returns the payload on the main process, None on other ranks.
     """
-    from PIL import Image
-
-    from skinvl.evaluation.vqa import answer_questions, decoding_kwargs
-
-    if protocol not in PARSE_PROTOCOLS:
-        raise ValueError(f"unknown parsing protocol {protocol!r}; choose from {list(PARSE_PROTOCOLS)}")
-    labels: LabelFile = read_label_csv(labels_csv, classes)
-    pairs = resolve_images(labels, images_root, limit)
-    if model_and_processor is None:
-        import skinvl
-
-        model_and_processor = skinvl.load(model_name, dtype=dtype, device_map=device_map, template=template)
-    model, processor = model_and_processor
+    labels: LabelFile = read_label_csv(options.labels, options.class_list())
+    pairs = resolve_images(labels, options.images, options.limit)
     prompt = build_prompt(labels.classes)
-    images = _LazyFiles([p for _, p in pairs], Image)
-    answers = answer_questions(
-        model, processor, images, [prompt] * len(pairs), batch_size=batch_size, template=template,
-        decoding=decoding, max_new_tokens=max_new_tokens, seed=seed, description="eval zeroshot",
-    )
-    truth = [r.label for r, _ in pairs]
-    parsed = {p: [parse_answer(a, labels.classes, p) for a in answers] for p in PARSE_PROTOCOLS}
+    rows = [Row(f"row-{r.row}", k, prompt, {"row": r.row, "image": r.image, "label": r.label})
+            for k, (r, _) in enumerate(pairs)]
+    dataset = {"labels": str(options.labels), "images": str(options.images), "limit": options.limit}
+    answers = ask(options, rows, LazyImages.from_files([p for _, p in pairs]), dataset, loaded=loaded,
+                  description="eval zeroshot")
+    if answers is None:
+        return None
+    done = answers.answered()
+    parsed = {p: [parse_answer(r["prediction"], labels.classes, p) for r in done] for p in PARSE_PROTOCOLS}
+    truth = [r["label"] for r in done]
     by_protocol = {p: classification_metrics(truth, [x.label for x in parsed[p]], labels.classes) for p in PARSE_PROTOCOLS}
     for p in PARSE_PROTOCOLS:
         by_protocol[p]["metrics"]["ambiguous"] = sum(x.status == "ambiguous" for x in parsed[p])
-    head = by_protocol[protocol]
+    head = by_protocol[options.protocol]
     payload = {
-        "task": "zero-shot-classification",
-        "model": model_name,
-        "dataset": str(labels_csv),
-        "split": "test",
-        "protocol": protocol,
-        "classes": labels.classes,
-        "prompt": prompt,
-        "metrics": head["metrics"],
-        "per_class": head["per_class"],
+        "task": "zero-shot-classification", "model": options.model or options.model_name,
+        "dataset": str(options.labels), "split": "test", "protocol": options.protocol, "classes": labels.classes,
+        "prompt": prompt, "metrics": head["metrics"], "per_class": head["per_class"],
         "confusion_matrix": head["confusion_matrix"],
         "metrics_by_protocol": {p: v["metrics"] for p, v in by_protocol.items()},
-        "labels": labels.summary(),
-        "limit": limit,
-        "decoding": {"name": decoding, **decoding_kwargs(decoding, max_new_tokens), "seed": seed},
+        "labels": labels.summary(), "limit": options.limit, **answers.meta, "failed": answers.failure_summary(),
         "unavailable": {},
-        "files": {"predictions": "predictions.csv", "markdown": "results.md", "figure": "confusion_matrix.png"},
+        "files": {"predictions": "predictions.csv", "log": "predictions.jsonl", "markdown": "results.md",
+                  "figure": "confusion_matrix.png"},
     }
-    rows = [
-        {
-            "row": r.row, "image": r.image, "label": r.label, "answer": a,
-            "prediction": (parsed[protocol][i].label or ""), "status": parsed[protocol][i].status,
-            "correct": parsed[protocol][i].label == r.label,
-            "prediction_paper": parsed["paper"][i].label or "", "prediction_robust": parsed["robust"][i].label or "",
-        }
-        for i, ((r, _), a) in enumerate(zip(pairs, answers, strict=True))
+    chosen = parsed[options.protocol]
+    sample_rows = [
+        {"row": r["row"], "image": r["image"], "label": r["label"], "answer": r["prediction"],
+         "prediction": chosen[i].label or "", "status": chosen[i].status, "correct": chosen[i].label == r["label"],
+         "prediction_paper": parsed["paper"][i].label or "", "prediction_robust": parsed["robust"][i].label or ""}
+        for i, r in enumerate(done)
     ]
-    write_classification_outputs(Path(out_dir), payload, rows, f"Zero-shot: {Path(labels_csv).stem} ({protocol})")
+    title = f"Zero-shot: {Path(options.labels).stem} ({options.protocol})"
+    write_classification_outputs(Path(options.out), payload, sample_rows, title)
     return payload
 
 
-class _LazyFiles:
-    """Slice-able list of image files opened (RGB) only when a batch needs them."""
-
-    def __init__(self, paths: list[Path], image_module):
-        self._paths = paths
-        self._image = image_module
-
-    def __len__(self) -> int:
-        return len(self._paths)
-
-    def __getitem__(self, item):
-        paths = self._paths[item] if isinstance(item, slice) else [self._paths[item]]
-        images = []
-        for p in paths:
-            with self._image.open(p) as im:
-                images.append(im.convert("RGB"))
-        return images if isinstance(item, slice) else images[0]
+__all__ = ["PROMPT", "ParsedAnswer", "UNPARSEABLE", "ZeroShotOptions", "build_prompt", "classification_metrics",
+           "parse_answer", "parse_paper", "parse_robust", "run_zeroshot"]

@@ -1,5 +1,10 @@
 """The authors' checkpoint format (LLaVA ``llava_mistral``): reading it and translating it to SkinVL.
 
+``inspect_original`` reads a folder (config, weight headers, tokenizer, vision tower) into an
+``OriginalCheckpoint``; ``skinvl.original_loading`` loads one as a model in one call and
+``skinvl.convert`` writes it out as a native checkpoint. Every file read here must lie inside its
+checkpoint folder; anything malformed raises ``OriginalFormatError`` naming the file and the fix.
+
 What a checkpoint written by the original LLaVA code (and so the released SkinVL models) holds:
 
 * ``config.json``: ``model_type`` "llava_mistral", the Mistral fields and LLaVA's ``mm_*`` fields.
@@ -12,18 +17,20 @@ What a checkpoint written by the original LLaVA code (and so the released SkinVL
 * ``tokenizer.model`` (LLaMA sentencepiece) without an image token: the original code splices image
   features at a -200 placeholder instead.
 
-Translation, in short: the config becomes a ``SkinVLConfig``; keys are renamed while loading; the
-vision tower comes from the checkpoint when it is there, otherwise from ``mm_vision_tower``; the
-tokenizer is converted to a fast one and given an ``<image>`` token, whose embedding and lm_head rows
-are set to the mean of the existing rows (so its logit is never the largest: greedy decoding never
-produces it). A linear projector becomes LLaVA's two-layer projector with an identity activation
+Translation, in short: the config becomes a ``SkinVLConfig`` (LLaVA's wrapper and training keys
+dropped); keys are renamed while loading; the vision tower comes from ``mm_vision_tower`` as in
+the original loader (which replaces any tower weights inside the checkpoint), or from the
+checkpoint when ``mm_vision_tower`` has no weights on this machine (see ``choose_vision_tower``);
+the tokenizer is converted to a fast one and given an ``<image>`` token, whose embedding and
+lm_head rows are set to the mean of the existing rows (so its logit is never the largest: greedy
+decoding never produces it). A linear projector becomes LLaVA's two-layer projector with an identity activation
 and an identity second layer (exactly the same function). Every parameter of the resulting model is
 either loaded from a file or one of those two constructed pieces; anything else is an error.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -36,7 +43,7 @@ from transformers import PreTrainedConfig
 
 from .configuration_skinvl import SkinVLConfig
 from .modeling_skinvl import SkinVLForConditionalGeneration
-from .processing_skinvl import SkinVLProcessor
+from .processing_skinvl import DEFAULT_TEMPLATE
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +56,12 @@ SAFE_SINGLE = "model.safetensors"
 BIN_INDEX = "pytorch_model.bin.index.json"
 BIN_SINGLE = "pytorch_model.bin"
 
-# Config keys that belong to LLaVA's multimodal wrapper or training, not to the text model.
-_LLAVA_ONLY_KEYS = {
-    "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
-    "image_aspect_ratio", "image_grid_pinpoints", "tokenizer_model_max_length",
-    "tokenizer_padding_side", "use_mm_proj", "tune_mm_mlp_adapter", "freeze_mm_mlp_adapter",
-    "unfreeze_mm_vision_tower", "mm_projector_lr", "mm_vision_tower_lr", "use_cache", "auto_map",
-}
+# Text-config fields that describe the saved wrapper, not the text model; they are set anew.
+_WRAPPER_KEYS = {"architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "use_cache"}
+# Older spellings of text-config fields that transformers still translates (into rope_parameters).
+_LEGACY_TEXT_KEYS = {"rope_theta", "rope_scaling"}
+# Hub options a tokenizer records in its init kwargs; they describe this machine, not the model.
+_HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only")
 
 # Checkpoint keys the original code writes but that are not parameters (recomputed buffers).
 _IGNORED_KEY_PATTERNS = (
@@ -75,20 +81,39 @@ class LlavaMistralConfig(PreTrainedConfig):
 
 
 # --------------------------------------------------------------------------------------------
-# Locating files
+# Locating and reading files
 # --------------------------------------------------------------------------------------------
 
 
-def is_original_folder(folder: str | os.PathLike) -> bool:
-    """True when ``folder`` has a config.json whose ``model_type`` is the authors' format."""
-    config_file = Path(folder) / "config.json"
-    if not config_file.is_file():
-        return False
+def read_json_object(path: Path) -> dict[str, Any]:
+    """Read a JSON file that must hold an object; any fault is one ``OriginalFormatError`` naming it."""
     try:
-        data = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return data.get("model_type") in ORIGINAL_MODEL_TYPES
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise OriginalFormatError(f"{path}: cannot be read ({err}); check the file and its permissions.") from err
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise OriginalFormatError(f"{path}: not valid JSON ({err}); repair the file or download it again.") from err
+    if not isinstance(data, dict):
+        raise OriginalFormatError(
+            f"{path}: holds a JSON {type(data).__name__}, expected a JSON object ({{...}}); "
+            "repair the file or download it again."
+        )
+    return data
+
+
+def checked_file(folder: Path, name: str, listed_in: Path | None = None) -> Path:
+    """``folder / name`` when it resolves (symlinks followed) to a regular file inside ``folder``."""
+    where = f"{listed_in} names {name!r}" if listed_in else f"{folder}/{name}"
+    if not isinstance(name, str) or not (folder / name).resolve().is_relative_to(folder.resolve()):
+        raise OriginalFormatError(
+            f"{where}, which lies outside {folder}: a checkpoint may only use files inside its own "
+            "folder; fix the name (or copy the file into the folder)."
+        )
+    path = folder / name
+    if not path.resolve().is_file():
+        state = "does not exist" if not path.exists() else "is not a regular file"
+        raise OriginalFormatError(f"{where}, which {state}; restore the file or fix the name.")
+    return path
 
 
 def resolve_folder(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> Path:
@@ -100,7 +125,7 @@ def resolve_folder(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> Path:
         raise OriginalFormatError(f"{path} is a file; pass the checkpoint FOLDER (with config.json).")
     from huggingface_hub import snapshot_download
 
-    allowed = {k: v for k, v in hub_kwargs.items() if k in ("revision", "token", "cache_dir", "local_files_only")}
+    allowed = _hub_only(hub_kwargs)
     try:
         local = snapshot_download(
             str(name_or_path),
@@ -120,7 +145,7 @@ def read_original_config(folder: Path) -> dict[str, Any]:
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise OriginalFormatError(f"{config_file} does not exist: not a checkpoint folder.")
-    data = json.loads(config_file.read_text(encoding="utf-8"))
+    data = read_json_object(config_file)
     model_type = data.get("model_type")
     if model_type not in ORIGINAL_MODEL_TYPES:
         raise OriginalFormatError(
@@ -145,11 +170,16 @@ def read_original_config(folder: Path) -> dict[str, Any]:
 
 @dataclass
 class WeightInfo:
-    """Where one checkpoint tensor lives and its shape/dtype (read from headers, not data)."""
+    """Where one checkpoint tensor lives and its shape/dtype (read from headers, not data).
+
+    For safetensors files ``offset`` is the absolute byte offset of the tensor's data (None for
+    ``.bin``), so that converting can read or copy it without mapping the file.
+    """
 
     file: Path
     shape: tuple[int, ...]
     dtype: str
+    offset: int | None = None
 
 
 @dataclass
@@ -165,16 +195,12 @@ def _shard_files(folder: Path) -> list[Path]:
     for index_name, single in ((SAFE_INDEX, SAFE_SINGLE), (BIN_INDEX, BIN_SINGLE)):
         index = folder / index_name
         if index.is_file():
-            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
+            weight_map = read_json_object(index).get("weight_map")
             if not isinstance(weight_map, dict) or not weight_map:
                 raise OriginalFormatError(f"{index}: no 'weight_map' in the index.")
-            files = sorted({folder / name for name in weight_map.values()})
-            for file in files:
-                if not file.is_file():
-                    raise OriginalFormatError(f"{index} lists {file.name}, which does not exist in {folder}.")
-            return files
-        if (folder / single).is_file():
-            return [folder / single]
+            return sorted({checked_file(folder, name, listed_in=index) for name in weight_map.values()})
+        if (folder / single).exists():
+            return [checked_file(folder, single)]
     raise OriginalFormatError(
         f"{folder}: no weights found (expected {SAFE_SINGLE}, {SAFE_INDEX}, {BIN_SINGLE} or {BIN_INDEX})."
     )
@@ -185,28 +211,50 @@ def open_bin(file: Path) -> dict[str, Any]:
     import torch
 
     try:
-        return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:
-        # Old non-zip .bin files cannot be memory-mapped; still weights_only.
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:
+            # torch's legacy (pre-zip) format cannot be memory-mapped; still weights_only.
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - pickle, zip and torch errors all mean "not a state dict"
+        reason = str(err).split(". ")[0].splitlines()[0] if str(err) else type(err).__name__
         raise OriginalFormatError(
-            f"{file}: cannot be read with torch.load(weights_only=True) ({err}). Only plain tensor "
-            "state dicts are accepted; re-save it as safetensors."
+            f"{file}: not a tensor state dict that torch.load(weights_only=True) can read ({reason}); "
+            "re-save it with torch.save(state_dict) or as safetensors."
         ) from err
+    if not isinstance(state, dict):
+        raise OriginalFormatError(f"{file}: holds a {type(state).__name__}, not a state dict of tensors.")
+    return state
+
+
+def _scan_safetensors(file: Path) -> dict[str, WeightInfo]:
+    """Tensors of one safetensors file, in data order; the library validates the file first."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            found = {key: handle.get_slice(key) for key in handle.offset_keys()}
+            infos = {key: (tuple(s.get_shape()), s.get_dtype()) for key, s in found.items()}
+    except SafetensorError as err:
+        raise OriginalFormatError(
+            f"{file}: not a readable safetensors file, it is truncated, empty or corrupt ({err}); "
+            "download or copy it again."
+        ) from err
+    # safe_open has checked the header (size, JSON, offsets within the file); the absolute data
+    # offsets it does not expose are read from that same header here, once.
+    with open(file, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(length))
+    return {key: WeightInfo(file, shape, dtype, 8 + length + header[key]["data_offsets"][0])
+            for key, (shape, dtype) in infos.items()}
 
 
 def scan_weights(folder: Path) -> CheckpointWeights:
-    """List every tensor of the checkpoint in ``folder`` with its file, shape and dtype."""
-    from safetensors import safe_open
-
+    """List every tensor of the checkpoint in ``folder`` with its file, shape, dtype (and offset)."""
     result = CheckpointWeights(folder=folder, files=_shard_files(folder))
     for file in result.files:
         if file.suffix == ".safetensors":
-            with safe_open(str(file), framework="pt") as handle:
-                for key in handle.keys():
-                    piece = handle.get_slice(key)
-                    result.tensors[key] = WeightInfo(file, tuple(piece.get_shape()), piece.get_dtype())
+            result.tensors.update(_scan_safetensors(file))
         else:
             state = open_bin(file)
             for key, tensor in state.items():
@@ -305,6 +353,38 @@ def resolve_vision_tower(folder: Path, config: dict[str, Any], override: str | N
     return value  # a Hub id such as openai/clip-vit-large-patch14-336
 
 
+def has_local_weights(source: str) -> bool:
+    """True when the CLIP weights of ``source`` (a folder or a Hub id) are on this machine."""
+    from huggingface_hub import try_to_load_from_cache
+
+    names = (SAFE_SINGLE, SAFE_INDEX, BIN_SINGLE, BIN_INDEX)
+    if Path(source).is_dir():
+        return any((Path(source) / name).is_file() for name in names)
+    return any(isinstance(try_to_load_from_cache(source, name), str) for name in names)
+
+
+def choose_vision_tower(folder: Path, in_checkpoint: bool, source: str, override: str | None) -> bool:
+    """Whether to use the checkpoint's own vision weights (True) or those of ``source`` (False).
+
+    The original loader builds the tower from ``mm_vision_tower`` and so ignores any tower weights
+    saved in the checkpoint; that is followed unless those weights are not on this machine.
+    """
+    if not in_checkpoint:
+        return False
+    if override is None and not has_local_weights(source):
+        logger.warning(
+            "%s: mm_vision_tower %r has no weights on this machine, so the vision tower saved in the "
+            "checkpoint is used (the original code would load %r's; pass vision_tower= to choose).",
+            folder, source, source,
+        )
+        return True
+    logger.warning(
+        "%s: using the vision tower %r (as the original code does); the checkpoint's own vision "
+        "weights are ignored.", folder, source,
+    )
+    return False
+
+
 def load_vision_config(source: str, **hub_kwargs: Any):
     """Read the CLIP vision config (the ``vision_config`` of a full CLIPModel config, or a vision one)."""
     from transformers import CLIPVisionConfig
@@ -331,12 +411,11 @@ def translate_config(
     projector: str,
     image_token_id: int,
     vocab_size: int,
-    template: str = "mistral_instruct",
+    template: str = DEFAULT_TEMPLATE,
 ) -> SkinVLConfig:
     """Translate an original config.json (dict) into a ``SkinVLConfig``."""
-    text_type = ORIGINAL_MODEL_TYPES[config["model_type"]]
-    text = {k: v for k, v in config.items() if k not in _LLAVA_ONLY_KEYS and not k.startswith("mm_")}
-    text.update(model_type=text_type, vocab_size=vocab_size, use_cache=True)
+    text = _text_config(config)
+    text.update(vocab_size=vocab_size, use_cache=True)
     mm_hidden = config.get("mm_hidden_size")
     if mm_hidden is not None and mm_hidden != vision_config.hidden_size:
         raise OriginalFormatError(
@@ -369,6 +448,18 @@ def translate_config(
     )
 
 
+def _text_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The text model's fields of an original config; LLaVA's wrapper and training keys are dropped."""
+    from transformers import CONFIG_MAPPING
+
+    text_type = ORIGINAL_MODEL_TYPES[config["model_type"]]
+    fields = {f.name for f in dataclasses.fields(CONFIG_MAPPING[text_type])} | _LEGACY_TEXT_KEYS
+    text = {k: v for k, v in config.items() if k in fields - _WRAPPER_KEYS}
+    dropped = sorted(set(config) - set(text) - _WRAPPER_KEYS)
+    logger.info("Not part of the %s text config (LLaVA wrapper/training keys), dropped: %s", text_type, dropped)
+    return {**text, "model_type": text_type}
+
+
 def load_original_tokenizer(folder: Path):
     """Load the checkpoint's LLaMA tokenizer as a fast tokenizer with an ``<image>`` token.
 
@@ -383,7 +474,12 @@ def load_original_tokenizer(folder: Path):
             f"{folder}: no tokenizer (tokenizer.model or tokenizer.json). Copy the base model's "
             "tokenizer files (LLaVA-Med v1.5 Mistral / Mistral-7B-Instruct-v0.2) into the folder."
         )
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+        if (folder / name).exists():
+            read_json_object(checked_file(folder, name))
     tokenizer = AutoTokenizer.from_pretrained(str(folder), legacy=True)
+    for option in _HUB_OPTIONS:  # e.g. HF_HUB_OFFLINE=1 would be saved as local_files_only: true
+        tokenizer.init_kwargs.pop(option, None)
     pre = getattr(tokenizer, "_tokenizer", None)
     pre = getattr(pre, "pre_tokenizer", None)
     if pre is not None and getattr(pre, "prepend_scheme", "always") != "always":
@@ -395,72 +491,6 @@ def load_original_tokenizer(folder: Path):
     return tokenizer
 
 
-def read_image_processor_settings(source: str, vision_config, **hub_kwargs: Any) -> dict[str, Any]:
-    """CLIP preprocessing settings from the vision tower's preprocessor_config.json (or defaults)."""
-    from transformers.utils import cached_file
-
-    settings: dict[str, Any] = {}
-    path = Path(source) / "preprocessor_config.json"
-    if not path.is_file():
-        try:
-            found = cached_file(source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False,
-                                **hub_kwargs)
-        except OSError:
-            found = None
-        path = Path(found) if found else None
-    if path is not None and path.is_file():
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    else:
-        logger.warning("No preprocessor_config.json for the vision tower %s; using CLIP defaults.", source)
-
-    def edge(value, default):
-        if value is None:
-            return default
-        if isinstance(value, dict):
-            return int(value.get("shortest_edge", value.get("height", default)))
-        return int(value)
-
-    size = edge(settings.get("size"), vision_config.image_size)
-    crop = edge(settings.get("crop_size"), vision_config.image_size)
-    if crop != vision_config.image_size:
-        raise OriginalFormatError(
-            f"{source}: preprocessor crop size {crop} differs from the vision tower's image_size "
-            f"{vision_config.image_size}."
-        )
-    return {
-        "size": size,
-        "crop": crop,
-        "image_mean": settings.get("image_mean"),
-        "image_std": settings.get("image_std"),
-        "resample": int(settings.get("resample", 3)),
-    }
-
-
-def build_processor(tokenizer, vision_config, settings: dict[str, Any], *, image_aspect_ratio: str,
-                    template: str, processor_class=SkinVLProcessor):
-    """Assemble a (SkinVL or stock LLaVA) processor from converted parts."""
-    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
-
-    from .processing_skinvl import build_image_processor, chat_templates
-
-    image_processor = build_image_processor(
-        settings["crop"], image_aspect_ratio=image_aspect_ratio, image_mean=settings["image_mean"],
-        image_std=settings["image_std"], resample=settings["resample"],
-    )
-    if settings["size"] != settings["crop"]:
-        image_processor = LlavaImageProcessorPil(
-            **{**image_processor.to_dict(), "size": {"shortest_edge": settings["size"]}}
-        )
-    return processor_class(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=vision_config.patch_size,
-        vision_feature_select_strategy="default",
-        chat_template=chat_templates(template),
-        num_additional_image_tokens=1,
-    )
-
-
 @dataclass
 class OriginalCheckpoint:
     """Everything needed to load or convert one authors'-format checkpoint."""
@@ -469,7 +499,7 @@ class OriginalCheckpoint:
     config: dict[str, Any]
     weights: CheckpointWeights
     projector: str
-    vision_in_checkpoint: bool
+    vision_from_checkpoint: bool  # False: the tower is read from ``vision_source``
     vision_source: str
     vision_config: Any
     tokenizer: Any
@@ -481,7 +511,7 @@ def inspect_original(
     name_or_path: str | os.PathLike,
     *,
     vision_tower: str | None = None,
-    template: str = "mistral_instruct",
+    template: str = DEFAULT_TEMPLATE,
     **hub_kwargs: Any,
 ) -> OriginalCheckpoint:
     """Read config, weight headers, vision tower config and tokenizer; translate the config."""
@@ -491,6 +521,7 @@ def inspect_original(
     projector = detect_projector(weights, config)
     vision_source = resolve_vision_tower(folder, config, vision_tower)
     vision_config = load_vision_config(vision_source, **_hub_only(hub_kwargs))
+    from_checkpoint = choose_vision_tower(folder, has_vision_weights(weights), vision_source, vision_tower)
     tokenizer = load_original_tokenizer(folder)
     embed = weights.tensors.get("model.embed_tokens.weight")
     if embed is None:
@@ -503,14 +534,14 @@ def inspect_original(
     )
     return OriginalCheckpoint(
         folder=folder, config=config, weights=weights, projector=projector,
-        vision_in_checkpoint=has_vision_weights(weights), vision_source=vision_source,
+        vision_from_checkpoint=from_checkpoint, vision_source=vision_source,
         vision_config=vision_config, tokenizer=tokenizer, skinvl_config=skinvl_config,
         original_vocab_rows=rows,
     )
 
 
 def _hub_only(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if k in ("revision", "token", "cache_dir", "local_files_only")}
+    return {k: v for k, v in kwargs.items() if k in _HUB_OPTIONS}
 
 
 def expected_shapes(config: SkinVLConfig) -> dict[str, tuple[int, ...]]:
@@ -545,199 +576,3 @@ def check_shapes(ckpt: OriginalCheckpoint, expected: dict[str, tuple[int, ...]])
             )
 
 
-# --------------------------------------------------------------------------------------------
-# One-call loading
-# --------------------------------------------------------------------------------------------
-
-_FROM_PRETRAINED_PASSTHROUGH = (
-    "dtype", "torch_dtype", "device_map", "max_memory", "offload_folder", "attn_implementation",
-    "low_cpu_mem_usage", "quantization_config",
-)
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """Silence transformers' load reports for loads whose key accounting is done here."""
-    from transformers.utils import logging as hf_logging
-
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(previous)
-
-
-def load_original_model(name_or_path: str | os.PathLike, *, vision_tower: str | None = None,
-                        **kwargs: Any) -> SkinVLForConditionalGeneration:
-    """Load an authors'-format checkpoint as a ``SkinVLForConditionalGeneration`` in one call.
-
-    ``kwargs`` accept from_pretrained's ``dtype``, ``device_map``, ``attn_implementation`` and Hub
-    options (``revision``, ``token``, ``cache_dir``, ``local_files_only``). ``vision_tower`` overrides
-    where the CLIP tower is read from when the checkpoint does not contain it.
-    """
-    import torch
-
-    kwargs.pop("config", None)
-    kwargs.pop("trust_remote_code", None)
-    kwargs.pop("_from_auto", None)
-    kwargs.pop("_from_pipeline", None)
-    output_loading_info = kwargs.pop("output_loading_info", False)
-    hub = _hub_only(kwargs)
-    load_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _FROM_PRETRAINED_PASSTHROUGH}
-    ckpt = inspect_original(name_or_path, vision_tower=vision_tower, **hub)
-    expected = expected_shapes(ckpt.skinvl_config)
-    check_shapes(ckpt, expected)
-
-    # Load with the ORIGINAL vocabulary size; the <image> row is added afterwards.
-    config = ckpt.skinvl_config
-    load_config = SkinVLConfig.from_dict(config.to_dict())
-    load_config.text_config.vocab_size = ckpt.original_vocab_rows
-    with quiet_transformers():  # missing/unexpected keys are accounted for below, not printed
-        model, info = SkinVLForConditionalGeneration.from_pretrained(
-            str(ckpt.folder), config=load_config, key_mapping=original_key_mapping(ckpt.projector),
-            output_loading_info=True, **load_kwargs,
-        )
-    missing = set(info.get("missing_keys", ()))
-    allowed_missing: set[str] = set()
-    if not ckpt.vision_in_checkpoint:
-        allowed_missing |= {k for k in expected if k.startswith("model.vision_tower.")}
-    if ckpt.projector == "linear":
-        allowed_missing |= {"model.multi_modal_projector.linear_2.weight",
-                            "model.multi_modal_projector.linear_2.bias"}
-    unexplained = sorted(missing - allowed_missing)
-    if unexplained:
-        raise OriginalFormatError(
-            f"{ckpt.folder}: these parameters are not in the checkpoint and would be left random: "
-            f"{unexplained[:10]}{' ...' if len(unexplained) > 10 else ''}"
-        )
-    mismatched = info.get("mismatched_keys") or []
-    if mismatched:
-        raise OriginalFormatError(f"{ckpt.folder}: tensors with the wrong shape: {list(mismatched)[:10]}")
-
-    with torch.no_grad():
-        if ckpt.projector == "linear":
-            linear_2 = model.model.multi_modal_projector.linear_2
-            linear_2.weight.copy_(torch.eye(linear_2.weight.shape[0], dtype=linear_2.weight.dtype))
-            linear_2.bias.zero_()
-        if not ckpt.vision_in_checkpoint:
-            _load_vision_tower(model, ckpt, hub)
-    add_image_token_rows(model, config.image_token_id)
-    model.config.image_token_id = config.image_token_id
-    model.config.text_config.vocab_size = model.get_input_embeddings().weight.shape[0]
-    # The renames above were only for reading this format: saving writes native names.
-    model._weight_conversions = []
-    _set_generation_tokens(model, ckpt)
-    model.config._name_or_path = str(name_or_path)
-    model.eval()
-    if output_loading_info:
-        return model, info
-    return model
-
-
-def _load_vision_tower(model, ckpt: OriginalCheckpoint, hub: dict[str, Any]) -> None:
-    from transformers import CLIPVisionModel
-
-    tower = model.model.vision_tower
-    dtype = next(tower.parameters()).dtype
-    try:
-        with quiet_transformers():  # the CLIP text tower's keys are expected to be unused
-            clip, info = CLIPVisionModel.from_pretrained(
-                ckpt.vision_source, dtype=dtype, output_loading_info=True, **hub
-            )
-    except OSError as err:
-        raise OriginalFormatError(
-            f"The checkpoint {ckpt.folder} has no vision-tower weights and the CLIP weights at "
-            f"{ckpt.vision_source!r} cannot be read ({err}); pass vision_tower=<local CLIP folder>."
-        ) from err
-    if info.get("missing_keys"):
-        raise OriginalFormatError(
-            f"{ckpt.vision_source}: the CLIP checkpoint lacks vision weights "
-            f"{sorted(info['missing_keys'])[:10]}."
-        )
-    result = tower.load_state_dict(clip.state_dict(), strict=True)
-    del clip, result
-
-
-def add_image_token_rows(model, image_token_id: int) -> None:
-    """Give the embedding and lm_head a row for ``<image>``: the mean of the existing rows.
-
-    The embedding row is never used (image features replace it); the lm_head row makes the image
-    token's logit the mean of all logits, so greedy decoding never picks it.
-    """
-    import torch
-
-    embeddings = model.get_input_embeddings()
-    rows = embeddings.weight.shape[0]
-    if image_token_id < rows:
-        return
-    model.resize_token_embeddings(image_token_id + 1, mean_resizing=False)
-    with torch.no_grad():
-        new_in = model.get_input_embeddings().weight
-        new_in[rows:] = new_in[:rows].float().mean(0, keepdim=True).to(new_in.dtype)
-        head = model.get_output_embeddings()
-        if head is not None and head.weight.shape[0] > rows and head.weight is not new_in:
-            head.weight[rows:] = head.weight[:rows].float().mean(0, keepdim=True).to(head.weight.dtype)
-
-
-def _set_generation_tokens(model, ckpt: OriginalCheckpoint) -> None:
-    tokenizer = ckpt.tokenizer
-    gen = model.generation_config
-    gen.bos_token_id = ckpt.config.get("bos_token_id", tokenizer.bos_token_id)
-    gen.eos_token_id = ckpt.config.get("eos_token_id", tokenizer.eos_token_id)
-    gen.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else gen.eos_token_id
-    gen.use_cache = True
-
-
-def load_original_processor(name_or_path: str | os.PathLike, *, vision_tower: str | None = None,
-                            image_aspect_ratio: str | None = None, template: str = "mistral_instruct",
-                            **hub_kwargs: Any) -> SkinVLProcessor:
-    """Build a ``SkinVLProcessor`` for an authors'-format checkpoint (tokenizer + CLIP settings)."""
-    hub = _hub_only(hub_kwargs)
-    folder = resolve_folder(name_or_path, **hub)
-    config = read_original_config(folder)
-    vision_source = resolve_vision_tower(folder, config, vision_tower)
-    vision_config = load_vision_config(vision_source, **hub)
-    tokenizer = load_original_tokenizer(folder)
-    settings = read_image_processor_settings(vision_source, vision_config, **hub)
-    aspect = image_aspect_ratio or ("pad" if config.get("image_aspect_ratio", "pad") == "pad" else "crop")
-    return build_processor(tokenizer, vision_config, settings, image_aspect_ratio=aspect, template=template)
-
-
-# --------------------------------------------------------------------------------------------
-# Auto-class registration
-# --------------------------------------------------------------------------------------------
-
-
-class SkinVLFromOriginalForConditionalGeneration(SkinVLForConditionalGeneration):
-    """Auto-class entry for ``llava_mistral`` folders: ``from_pretrained`` returns a SkinVL model."""
-
-    config_class = LlavaMistralConfig
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """Translate and load an authors'-format checkpoint (see ``load_original_model``)."""
-        if model_args:
-            raise TypeError("Positional model arguments are not supported for llava_mistral checkpoints.")
-        return load_original_model(pretrained_model_name_or_path, **kwargs)
-
-
-class SkinVLFromOriginalProcessor(SkinVLProcessor):
-    """Auto-class entry for ``llava_mistral`` folders: ``from_pretrained`` returns a SkinVLProcessor."""
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Build the processor of an authors'-format checkpoint (see ``load_original_processor``)."""
-        options = {k: kwargs[k] for k in ("vision_tower", "image_aspect_ratio", "template") if k in kwargs}
-        return load_original_processor(pretrained_model_name_or_path, **options, **_hub_only(kwargs))
-
-
-def register() -> None:
-    """Register ``llava_mistral`` with AutoConfig, AutoModelForImageTextToText and AutoProcessor."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
-
-    AutoConfig.register("llava_mistral", LlavaMistralConfig, exist_ok=True)
-    AutoModelForImageTextToText.register(
-        LlavaMistralConfig, SkinVLFromOriginalForConditionalGeneration, exist_ok=True
-    )
-    AutoProcessor.register(LlavaMistralConfig, SkinVLFromOriginalProcessor, exist_ok=True)

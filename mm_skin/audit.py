@@ -1,0 +1,461 @@
+"""``mm-skin audit``: duplicate images and texts, and how much of each test split is also in train.
+
+MM-Skin's official split is by QA pair, not by image, and textbook figures are reused across
+chapters and editions (resized, re-compressed, cropped). The audit reads a built folder or a Hub
+dataset (plus any ``--against`` image folders, e.g. public classification test sets) once, as a
+stream, keeping only fingerprints, and finds:
+
+- exact duplicate images: same bytes (sha256), or same decoded pixels under different bytes;
+- near-duplicate images: perceptual hashes (:mod:`mm_skin.image_hashes`: how the hashes and the
+  threshold were chosen, and what they were measured to find);
+- duplicate and near-duplicate questions, answers, QA pairs and captions
+  (:mod:`mm_skin.text_duplicates`);
+- per split pair (e.g. test vs train): test images / QA pairs with the same image, an exact or a
+  near twin in train, the same QA text in train, or the same question on a twin image in train.
+
+It writes ``audit.json`` (every pair), ``audit.md`` and ``near_duplicates.png`` (the closest
+near-duplicate pairs side by side) into ``out``. Example::
+
+    >>> summary = audit("mm-skin-built", against=["ham10000-test"], out="audit", num_proc=4)
+    >>> summary["splits"]["test vs train"]["images"]["any_twin"]          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import multiprocessing
+import os
+import sys
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mm_skin import audit_sources as sources
+from mm_skin import image_hashes
+from mm_skin.audit_report import write_outputs
+from mm_skin.audit_sources import AuditInputError, SourceRow
+from mm_skin.cli import ExitCode
+from mm_skin.image_hashes import Fingerprint
+from mm_skin.text_duplicates import NEAR_JACCARD, TextIndex, normalise_text
+
+_CHUNK = 8  # images per task sent to a worker process (amortises the pickling round trip)
+TEXT_FIELDS = ("question", "answer", "qa", "caption")
+
+
+class ImageIndex:
+    """Fingerprints of every distinct image seen, and where each image id occurs.
+
+    An image *key* is the dataset's ``image_id`` (the same figure in ``vqa`` and in ``clinical``
+    is one key) or ``against:NAME/relative/path`` for an ``--against`` image. Bytes are hashed
+    once per distinct content; fingerprints are computed in ``num_proc`` processes while reading
+    goes on, with at most ``2 * num_proc * _CHUNK`` images in flight, so memory stays flat.
+    """
+
+    def __init__(self, num_proc: int = 1) -> None:
+        self.where: dict[str, set[str]] = defaultdict(set)  # key -> {"vqa/train", ...}
+        self.sha_of: dict[str, str] = {}  # key -> sha256 of its bytes
+        self.fingerprints: dict[str, Fingerprint] = {}  # sha256 -> fingerprint
+        self.errors: dict[str, str] = {}  # sha256 or key -> why it could not be fingerprinted
+        self.conflicts: list[dict[str, Any]] = []  # one image id, different bytes
+        self._seen: set[str] = set()
+        self._chunk: list[tuple[str, bytes]] = []
+        self._in_flight: deque[tuple[list[str], Future]] = deque()
+        self._max_in_flight = 2 * num_proc
+        self._pool = (ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("spawn"))
+                      if num_proc > 1 else None)
+
+    def add(self, key: str, label: str, data: bytes | None) -> None:
+        """Record image ``key`` at ``label`` (``config/split``) with its bytes; fingerprint if new."""
+        self.where[key].add(label)
+        if data is None:
+            self.errors.setdefault(key, "no image bytes in the row")
+            return
+        sha = hashlib.sha256(data).hexdigest()
+        known = self.sha_of.setdefault(key, sha)
+        if known != sha:
+            self.conflicts.append({"image_id": key, "in": label, "sha256": sha, "first_sha256": known})
+        if sha in self._seen:
+            return
+        self._seen.add(sha)
+        if self._pool is None:
+            self._store(sha, image_hashes.fingerprint_or_error(data))
+            return
+        self._chunk.append((sha, data))
+        if len(self._chunk) >= _CHUNK:
+            self._submit()
+
+    def _submit(self) -> None:
+        shas = [sha for sha, _ in self._chunk]
+        future = self._pool.submit(_fingerprint_chunk, [data for _, data in self._chunk])
+        self._in_flight.append((shas, future))
+        self._chunk = []
+        while len(self._in_flight) > self._max_in_flight:
+            self._collect()
+
+    def _collect(self) -> None:
+        shas, future = self._in_flight.popleft()
+        for sha, result in zip(shas, future.result(), strict=True):
+            self._store(sha, result)
+
+    def _store(self, sha: str, result: Fingerprint | str) -> None:
+        if isinstance(result, str):
+            self.errors[sha] = result
+        else:
+            self.fingerprints[sha] = result
+
+    def finish(self) -> None:
+        """Wait for every fingerprint still being computed and stop the worker processes."""
+        if self._pool is None:
+            return
+        if self._chunk:
+            self._submit()
+        while self._in_flight:
+            self._collect()
+        self._pool.shutdown()
+        self._pool = None
+
+
+def _fingerprint_chunk(chunk: list[bytes]) -> list[Fingerprint | str]:
+    return [image_hashes.fingerprint_or_error(data) for data in chunk]
+
+
+@dataclasses.dataclass
+class QARecord:
+    """What the split summary needs of one QA pair: where it is, its image, its texts."""
+
+    split: str
+    image: str
+    question: str  # normalised
+    qa: str  # normalised "question | answer"
+
+
+@dataclasses.dataclass
+class Collected:
+    """Everything one pass over the sources keeps: fingerprints, text indexes, QA records."""
+
+    images: ImageIndex
+    texts: dict[str, TextIndex]
+    qa: list[QARecord]
+    rows: dict[str, int]  # "config/split" -> rows read
+
+
+def image_key(row: SourceRow, image_id: str) -> str:
+    """The key of an image: its id in the dataset, ``against:NAME/path`` for a folder image."""
+    return f"{row.config}/{image_id}" if row.config.startswith("against:") else image_id
+
+
+def label_of(row: SourceRow) -> str:
+    """Where a row is: ``config/split``, or ``against:NAME`` for an ``--against`` folder."""
+    return row.config if not row.split else f"{row.config}/{row.split}"
+
+
+def collect(rows: Iterable[SourceRow], num_proc: int = 1, total: int | None = None,
+            progress: bool = True) -> Collected:
+    """Read every row once: fingerprint images (in ``num_proc`` processes), index texts."""
+    images = ImageIndex(num_proc)
+    texts = {name: TextIndex(name) for name in TEXT_FIELDS}
+    qa: list[QARecord] = []
+    counts: dict[str, int] = defaultdict(int)
+    bar = tqdm(total=total, desc="audit: reading and hashing", unit="row", disable=not progress,
+               file=sys.stderr)
+    try:
+        for row in rows:
+            label = label_of(row)
+            counts[label] += 1
+            where = f"{label}#{row.row}"
+            for image_id, data in zip(row.image_ids, row.images, strict=True):
+                images.add(image_key(row, image_id), label, data)
+            for question, answer in row.qa:
+                texts["question"].add(question, where)
+                texts["answer"].add(answer, where)
+                both = texts["qa"].add(f"{question} | {answer}", where)
+                first = image_key(row, row.image_ids[0]) if row.image_ids else ""
+                qa.append(QARecord(row.split, first, normalise_text(question), both))
+            for caption in row.captions:
+                texts["caption"].add(caption, where)
+            bar.update()
+    finally:
+        images.finish()
+        bar.close()
+    return Collected(images, texts, qa, dict(counts))
+
+
+def _groups(images: ImageIndex) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """sha256 -> keys with those bytes; pixel digest -> distinct sha256s with those pixels."""
+    keys_of_sha: dict[str, list[str]] = defaultdict(list)
+    for key, sha in images.sha_of.items():
+        keys_of_sha[sha].append(key)
+    shas_of_pixels: dict[str, list[str]] = defaultdict(list)
+    for sha, fingerprint in images.fingerprints.items():
+        shas_of_pixels[fingerprint.pixels].append(sha)
+    return keys_of_sha, shas_of_pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePair:
+    """Two image keys that are duplicates: ``kind`` exact|near, ``match`` bytes|pixels|perceptual."""
+
+    a: str
+    b: str
+    kind: str
+    match: str
+    distance: int
+
+
+def _is_against(key: str) -> bool:
+    return key.startswith("against:")
+
+
+def image_pairs(images: ImageIndex, threshold: int = image_hashes.NEAR_THRESHOLD) -> list[ImagePair]:
+    """Every pair of image keys that are exact (same bytes or pixels) or near duplicates.
+
+    Pairs whose two images both come from ``--against`` folders are left out (the audit is
+    about the dataset; an --against image is always ``b``). Sorted: exact first, then by
+    distance, then by key.
+    """
+    keys_of_sha, shas_of_pixels = _groups(images)
+    found: dict[tuple[str, str], ImagePair] = {}
+
+    def note(pairs: Iterable[tuple[str, str]], kind: str, match: str, distance: int) -> None:
+        for a, b in pairs:
+            if a != b and not (_is_against(a) and _is_against(b)):
+                a, b = sorted((a, b), key=lambda key: (_is_against(key), key))  # dataset image first
+                found.setdefault((a, b), ImagePair(a, b, kind, match, distance))
+
+    for keys in keys_of_sha.values():
+        note(itertools.combinations(sorted(keys), 2), "exact", "bytes", 0)
+    for shas in shas_of_pixels.values():
+        for sha_a, sha_b in itertools.combinations(shas, 2):
+            note(itertools.product(keys_of_sha[sha_a], keys_of_sha[sha_b]), "exact", "pixels", 0)
+    groups = list(shas_of_pixels.values())
+    if groups:
+        hashes = np.stack([images.fingerprints[shas[0]].perceptual for shas in groups])
+        for (i, j), distance in sorted(image_hashes.near_pairs(hashes, threshold).items()):
+            keys_i = [key for sha in groups[i] for key in keys_of_sha[sha]]
+            keys_j = [key for sha in groups[j] for key in keys_of_sha[sha]]
+            note(itertools.product(keys_i, keys_j), "near", "perceptual", distance)
+    return sorted(found.values(), key=lambda p: (p.kind != "exact", p.distance, p.a, p.b))
+
+
+def pair_json(images: ImageIndex, pair: ImagePair) -> dict[str, Any]:
+    """One pair as audit.json writes it: both image ids, where each is, kind, match, distance."""
+    def side(key: str) -> dict[str, Any]:
+        image_id = key.split("/", 1)[1] if _is_against(key) else key
+        return {"image_id": image_id, "in": sorted(images.where[key])}
+
+    return {"kind": pair.kind, "match": pair.match, "distance": pair.distance,
+            "a": side(pair.a), "b": side(pair.b)}
+
+
+def _splits_of(labels: Iterable[str]) -> set[str]:
+    return {label.rsplit("/", 1)[1] for label in labels if not _is_against(label)}
+
+
+def _twins(pairs: list[ImagePair]) -> dict[str, dict[str, set[str]]]:
+    """key -> {"exact": partner keys, "near": partner keys}."""
+    twins: dict[str, dict[str, set[str]]] = defaultdict(lambda: {"exact": set(), "near": set()})
+    for pair in pairs:
+        twins[pair.a][pair.kind].add(pair.b)
+        twins[pair.b][pair.kind].add(pair.a)
+    return twins
+
+
+def _clusters(keys: Iterable[str], pairs: list[ImagePair]) -> dict[str, str]:
+    """key -> a representative key of its group of exact / near twins (union-find)."""
+    parent = {key: key for key in keys}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for pair in pairs:
+        parent[root(pair.a)] = root(pair.b)
+    return {key: root(key) for key in parent}
+
+
+def split_summary(collected: Collected, pairs: list[ImagePair], test: str, train: str,
+                  near_qa: dict[str, set[str]]) -> dict[str, Any]:
+    """How many ``test`` images and QA pairs have a twin in ``train``.
+
+    Images: the same image id in both splits (the official split is by QA pair), an exact twin
+    under another id, a near twin. QA pairs: whose image is (or has a twin) in train; whose
+    question is asked in train about the same image or a twin; whose normalised question +
+    answer text is in train (on any image), exactly or nearly.
+    """
+    where = collected.images.where
+    twins = _twins(pairs)
+    test_keys, train_keys = ({k for k, labels in where.items() if name in _splits_of(labels)}
+                             for name in (test, train))
+    same = test_keys & train_keys
+    exact = {k for k in test_keys - same if twins[k]["exact"] & train_keys}
+    near = {k for k in test_keys - same - exact if twins[k]["near"] & train_keys}
+    leaked = same | exact | near
+    cluster = _clusters(where, pairs)
+    train_qa = {r.qa for r in collected.qa if r.split == train}
+    train_questions = {(cluster[r.image], r.question) for r in collected.qa if r.split == train and r.image}
+    test_qa = [r for r in collected.qa if r.split == test]
+    return {
+        "images": {"test": len(test_keys), "same_image_id": len(same), "exact_twin": len(exact),
+                   "near_twin": len(near), "any_twin": len(leaked)},
+        "qa_pairs": {
+            "test": len(test_qa),
+            "image_in_train": sum(r.image in leaked for r in test_qa),
+            "same_question_on_same_or_twin_image": sum(
+                (cluster.get(r.image), r.question) in train_questions for r in test_qa),
+            "same_qa_text": sum(r.qa in train_qa for r in test_qa),
+            "near_qa_text": sum(r.qa not in train_qa and bool(near_qa.get(r.qa, set()) & train_qa)
+                                for r in test_qa),
+        },
+        "test_image_ids_in_train": sorted(leaked),
+    }
+
+
+def against_summary(collected: Collected, pairs: list[ImagePair], folder: sources.AgainstFolder) -> dict[str, Any]:
+    """How many images of an ``--against`` folder have an exact / near twin in each dataset split."""
+    where = collected.images.where
+    label = f"against:{folder.name}"
+    twins = _twins(pairs)
+    keys = [key for key, labels in where.items() if label in labels]
+    twin_in: dict[str, dict[str, int]] = {}
+    for split in sorted(_splits_of(itertools.chain.from_iterable(where.values()))):
+        twin_in[split] = {kind: sum(any(split in _splits_of(where[p]) for p in twins[key][kind]) for key in keys)
+                          for kind in ("exact", "near")}
+    return {"folder": str(folder.root), "images": len(folder.files), "skipped": folder.skipped,
+            "twin_in_split": twin_in}
+
+
+def text_findings(index: TextIndex) -> dict[str, Any]:
+    """Exact groups (with every row) and near pairs (with their Jaccard) of one text field."""
+    return {
+        "exact_groups": [{"text": text, "rows": len(rows), "where": rows}
+                         for text, rows in index.exact_groups()],
+        "near_pairs": [{"a": a, "b": b, "jaccard": jaccard, "rows_a": len(index.rows[a]),
+                        "rows_b": len(index.rows[b])} for a, b, jaccard in index.near_pairs()],
+    }
+
+
+def _open_dataset(dataset: str) -> tuple[Callable[[], Iterator[SourceRow]], int | None]:
+    """A function streaming the dataset's rows, and their number when known without reading."""
+    path = Path(dataset)
+    if path.exists():
+        if not path.is_dir():
+            raise AuditInputError(f"{dataset}: not a folder; give a folder built by `mm-skin build` or a Hub id")
+        splits = sources.folder_splits(path)
+        return (lambda: sources.iter_folder(splits)), sources.count_folder_rows(splits)
+    if sources.is_hub_id(dataset):
+        configs = sources.hub_configs(dataset)
+        return (lambda: sources.iter_hub(dataset, configs)), None
+    raise AuditInputError(f"{dataset}: no such folder, and not a Hub id (namespace/name); give a "
+                          "folder built by `mm-skin build` or a Hub dataset id")
+
+
+def audit(dataset: str | os.PathLike[str], against: Iterable[str | os.PathLike[str]] = (),
+          out: str | os.PathLike[str] = "audit", num_proc: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Audit ``dataset`` (a built folder or a Hub id) and ``against`` folders; write into ``out``.
+
+    Returns the report audit.json holds (``summary``, ``image_pairs``, ``texts``, ...).
+    Raises :class:`~mm_skin.audit_sources.AuditInputError` (one line) on bad input.
+    """
+    if num_proc < 1:
+        raise AuditInputError(f"--num-proc {num_proc}: give 1 or more processes")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise AuditInputError(f"--out {out}: a file is there; give a folder (it is created if missing)")
+    rows_of, total = _open_dataset(os.fspath(dataset))
+    folders = [sources.walk_against(folder) for folder in against]
+    for index, folder in enumerate(folders):  # two folders named alike stay apart
+        if any(other.name == folder.name for other in folders[:index]):
+            folder.name = f"{folder.name}-{index + 1}"
+
+    def all_rows() -> Iterator[SourceRow]:
+        yield from rows_of()
+        for folder in folders:
+            yield from sources.iter_against(folder)
+
+    if total is not None:
+        total += sum(len(folder.files) for folder in folders)
+    collected = collect(all_rows(), num_proc, total, progress)
+    pairs = image_pairs(collected.images)
+    texts = {name: text_findings(index) for name, index in collected.texts.items()}
+    near_qa: dict[str, set[str]] = defaultdict(set)
+    for pair in texts["qa"]["near_pairs"]:
+        near_qa[pair["a"]].add(pair["b"])
+        near_qa[pair["b"]].add(pair["a"])
+    splits = _splits_of(itertools.chain.from_iterable(collected.images.where.values()))
+    report = {
+        "dataset": os.fspath(dataset),
+        "rows": collected.rows,
+        "images": {"ids": sum(not _is_against(k) for k in collected.images.where),
+                   "distinct_contents": len(collected.images.fingerprints)},
+        "thresholds": {"image_near_max_distance": image_hashes.NEAR_THRESHOLD,
+                       "image_hash_bits": 128, "text_near_min_jaccard": NEAR_JACCARD},
+        "summary": {"splits": {f"{test} vs train": split_summary(collected, pairs, test, "train", near_qa)
+                               for test in sorted(splits - {"train"}) if "train" in splits},
+                    "against": {folder.name: against_summary(collected, pairs, folder) for folder in folders}},
+        "image_pairs": [pair_json(collected.images, pair) for pair in pairs],
+        "texts": texts,
+        "errors": _errors(collected.images),
+        "conflicts": collected.images.conflicts,
+    }
+    write_outputs(Path(out), report, lambda keys: fetch_images(all_rows(), keys),
+                  [(pair.a, pair.b, pair.distance) for pair in pairs if pair.kind == "near"])
+    return report
+
+
+def _errors(images: ImageIndex) -> list[dict[str, Any]]:
+    """Images that could not be fingerprinted: id, where, why (none is dropped silently)."""
+    errors = []
+    for key, labels in images.where.items():
+        reason = images.errors.get(key) or images.errors.get(images.sha_of.get(key, ""))
+        if reason:
+            errors.append({"image_id": key, "in": sorted(labels), "error": reason})
+    return errors
+
+
+def fetch_images(rows: Iterable[SourceRow], keys: set[str]) -> dict[str, bytes]:
+    """The bytes of the images ``keys`` (a second pass that stops once all are found)."""
+    found: dict[str, bytes] = {}
+    for row in rows:
+        for image_id, data in zip(row.image_ids, row.images, strict=True):
+            key = image_key(row, image_id)
+            if key in keys and data is not None:
+                found.setdefault(key, data)
+        if len(found) == len(keys):
+            break
+    return found
+
+
+@dataclasses.dataclass(kw_only=True)
+class AuditOptions:
+    """Options of ``mm-skin audit``."""
+
+    dataset: str = dataclasses.field(metadata={
+        "positional": True, "metavar": "DATASET",
+        "help": "a folder built by `mm-skin build`, or a Hub dataset id (namespace/name)"})
+    against: list[str] = dataclasses.field(default_factory=list, metadata={
+        "metavar": "FOLDER", "help": "image folders to look for twins in (e.g. public test sets)"})
+    out: str = dataclasses.field(default="audit", metadata={
+        "help": "folder for audit.json, audit.md and near_duplicates.png"})
+    num_proc: int = dataclasses.field(default=1, metadata={
+        "help": "processes that fingerprint images"})
+
+
+def run_audit_command(options: AuditOptions) -> int:
+    """Run ``mm-skin audit``; bad input is one line on stderr and exit code 2."""
+    try:
+        report = audit(options.dataset, options.against, options.out, options.num_proc)
+    except AuditInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return int(ExitCode.BAD_INPUT)
+    near = sum(pair["kind"] == "near" for pair in report["image_pairs"])
+    print(f"audit: {len(report['image_pairs']) - near} exact and {near} near-duplicate image pairs, "
+          f"{len(report['errors'])} unreadable images; see {Path(options.out) / 'audit.md'}")
+    return int(ExitCode.OK)

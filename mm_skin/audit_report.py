@@ -1,0 +1,141 @@
+"""What ``mm-skin audit`` writes: audit.json, audit.md, the contact sheet, and the card section.
+
+:func:`render_card_section` is also what ``mm-skin build --audit`` puts on the dataset card
+("Duplicates and overlap"), rendered from the same ``summary`` audit.json holds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+CONTACT_SHEET = "near_duplicates.png"
+CONTACT_PAIRS = 16  # closest near-duplicate pairs shown
+_TILE = 240  # pixels per image on the sheet
+_LISTED_PAIRS = 50  # image pairs listed in audit.md (all of them are in audit.json)
+_LISTED_TEXTS = 5  # examples per text field in audit.md
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(row) for row in rows)]
+
+
+def render_card_section(summary: dict[str, Any], repo_id: str = "<namespace>/mm-skin") -> str:
+    """The card's "Duplicates and overlap" section (markdown) from an audit ``summary``.
+
+    >>> print(render_card_section({"splits": {}, "against": {}}).splitlines()[0])
+    ## Duplicates and overlap
+    """
+    lines = ["## Duplicates and overlap", "",
+             "Counted by `mm-skin audit` (exact: same bytes or same pixels; near: perceptual hashes "
+             "robust to resizing, re-compression, small crops and colour shifts). MM-Skin's official "
+             "split is by QA pair, not by image, so a test image can also have (other) QA pairs in train.", ""]
+    for name, split in summary.get("splits", {}).items():
+        images, qa = split["images"], split["qa_pairs"]
+        lines += [f"**{name}** images:", ""] + _table(
+            ["test images", "same image id in train", "exact twin in train", "near twin in train",
+             "any of these"],
+            [[images["test"], images["same_image_id"], images["exact_twin"], images["near_twin"],
+              images["any_twin"]]]) + ["", f"**{name}** QA pairs:", ""] + _table(
+            ["test QA pairs", "image in train", "same question on the same or a twin image in train",
+             "same question+answer text in train", "near question+answer text in train"],
+            [[qa["test"], qa["image_in_train"], qa["same_question_on_same_or_twin_image"],
+              qa["same_qa_text"], qa["near_qa_text"]]]) + [""]
+    for name, folder in summary.get("against", {}).items():
+        twins = ", ".join(f"{counts['exact']} exact / {counts['near']} near in {split}"
+                          for split, counts in folder["twin_in_split"].items())
+        lines += [f"- `{name}` ({folder['images']} images): images with a twin: {twins}."]
+    lines += ["", "A training set without the test images (same id) is one filter away:", "",
+              "```python", "from datasets import load_dataset", "",
+              f'train = load_dataset("{repo_id}", "vqa", split="train")',
+              'train = train.filter(lambda row: not row["image_in_test"])', "```", "",
+              "The ids of the test images with a twin of any kind in train are listed in the "
+              "audit's `audit.json` (`summary.splits.*.test_image_ids_in_train`).", ""]
+    return "\n".join(lines)
+
+
+def _side(side: dict[str, Any]) -> str:
+    return f"`{side['image_id']}` ({', '.join(side['in'])})"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """audit.md: what was read, the overlap summary, image pairs, text duplicates, errors."""
+    pairs = report["image_pairs"]
+    lines = [f"# Audit of `{report['dataset']}`", "", "Rows read:", ""]
+    lines += _table(["config/split", "rows"], [[label, n] for label, n in sorted(report["rows"].items())])
+    lines += ["", f"{report['images']['ids']} image ids, {report['images']['distinct_contents']} distinct "
+              f"image contents. Thresholds: {json.dumps(report['thresholds'])}.", ""]
+    lines += render_card_section(report["summary"]).splitlines()
+    counts = Counter((pair["kind"], pair["match"]) for pair in pairs)
+    lines += ["", "## Image pairs", ""] + _table(
+        ["kind", "match", "pairs"], [[kind, match, n] for (kind, match), n in sorted(counts.items())])
+    lines += ["", f"First {min(len(pairs), _LISTED_PAIRS)} of {len(pairs)} (all in audit.json); "
+              f"the closest near pairs are drawn in `{CONTACT_SHEET}`.", ""]
+    lines += _table(["kind", "match", "distance", "image a", "image b"],
+                    [[p["kind"], p["match"], p["distance"], _side(p["a"]), _side(p["b"])]
+                     for p in pairs[:_LISTED_PAIRS]])
+    lines += ["", "## Duplicate texts", ""]
+    for field, found in report["texts"].items():
+        groups, near = found["exact_groups"], found["near_pairs"]
+        lines += [f"**{field}**: {len(groups)} texts occur in 2+ rows ({sum(g['rows'] for g in groups)} "
+                  f"rows); {len(near)} near pairs.", ""]
+        lines += [f"- {g['rows']} rows: \"{g['text'][:120]}\"" for g in groups[:_LISTED_TEXTS]]
+        lines += [f"- near ({p['jaccard']}): \"{p['a'][:80]}\" ~ \"{p['b'][:80]}\"" for p in near[:_LISTED_TEXTS]]
+        lines += [""]
+    for folder in report["summary"]["against"].values():
+        lines += [f"`--against {folder['folder']}`: {folder['images']} images read; skipped: "
+                  f"{folder['skipped'] or 'nothing'}.", ""]
+    if report["errors"] or report["conflicts"]:
+        lines += ["## Images not audited", ""]
+        lines += [f"- `{e['image_id']}` ({', '.join(e['in'])}): {e['error']}" for e in report["errors"]]
+        lines += [f"- `{c['image_id']}` in {c['in']} has other bytes than elsewhere" for c in report["conflicts"]]
+    return "\n".join(lines) + "\n"
+
+
+def _tile(data: bytes | None) -> Image.Image:
+    tile = Image.new("RGB", (_TILE, _TILE), "white")
+    if data is not None:
+        with Image.open(io.BytesIO(data)) as image:
+            thumbnail = ImageOps.contain(image.convert("RGB"), (_TILE, _TILE))
+        tile.paste(thumbnail, ((_TILE - thumbnail.width) // 2, (_TILE - thumbnail.height) // 2))
+    return tile
+
+
+def contact_sheet(pairs: list[tuple[str, str, int]], images: dict[str, bytes]) -> Image.Image:
+    """The near-duplicate pairs side by side, one pair a row, captioned with ids and distance."""
+    font = ImageFont.load_default()
+    caption, gap = 28, 8
+    width = 2 * _TILE + 3 * gap
+    height = len(pairs) * (_TILE + caption + gap) + gap if pairs else 4 * gap
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    if not pairs:
+        draw.text((gap, gap), "no near-duplicate image pairs", fill="black", font=font)
+    for index, (a, b, distance) in enumerate(pairs):
+        top = gap + index * (_TILE + caption + gap)
+        sheet.paste(_tile(images.get(a)), (gap, top))
+        sheet.paste(_tile(images.get(b)), (2 * gap + _TILE, top))
+        draw.text((gap, top + _TILE + 2), f"{a}  ~  {b}"[:80], fill="black", font=font)
+        draw.text((gap, top + _TILE + 14), f"distance {distance} of 128 bits", fill="black", font=font)
+    return sheet
+
+
+def write_outputs(out: Path, report: dict[str, Any], fetch: Callable[[set[str]], dict[str, bytes]],
+                  near: list[tuple[str, str, int]]) -> None:
+    """Write audit.json, audit.md and the contact sheet of the closest ``near`` pairs into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "audit.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    (out / "audit.md").write_text(render_markdown(report), encoding="utf-8")
+    closest = sorted(near, key=lambda pair: pair[2])[:CONTACT_PAIRS]
+    images = fetch({key for a, b, _ in closest for key in (a, b)}) if closest else {}
+    contact_sheet(closest, images).save(out / CONTACT_SHEET)

@@ -1,0 +1,593 @@
+"""``skinvl demo``: try a SkinVL model in the browser (Gradio), or export that app as a HF Space.
+
+The app answers a question about an uploaded image (or one of the MM-Skin test examples of a built
+dataset folder or Hub id), streaming the answer token by token (transformers'
+``TextIteratorStreamer``), and shows the image as the model sees it (the processor's own "pad"
+or "crop" pre-processing). A second tab asks the paper's zero-shot question for a list of class
+names and parses the answer with :mod:`skinvl.evaluation.zeroshot`. Models, prompts and
+decodings are ``skinvl eval``'s: any checkpoint :func:`skinvl.evaluation.models.load_model` loads
+(SkinVL presets and folders, the authors' format, other ``AutoModelForImageTextToText`` models),
+generated with :func:`skinvl.generate.iter_answers`.
+
+Gradio is imported only when an app is built (``pip install 'mm-skin[demo]'``); the app never
+contacts the internet by itself (no analytics, no version check, no Google fonts) unless
+``--share`` asks for a public link through Gradio's share servers.
+
+Example::
+
+    skinvl demo --model skinvl-tiny --data mm-skin              # http://127.0.0.1:7860
+    skinvl demo --export-space space --model zwq803/SkinVL-PubMM
+    skinvl push space OWNER/skinvl-demo --repo-type space
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import StoppingCriteria
+
+from mm_skin.cli import ExitCode, add_command
+from skinvl.evaluation.models import LoadedModel, ModelError, ModelOptions, load_model
+from skinvl.evaluation.runs import DECODINGS, decoding_kwargs
+from skinvl.evaluation.vqa import load_vqa_split
+from skinvl.evaluation.zeroshot import PARSE_PROTOCOLS, ParsedAnswer, parse_answer
+from skinvl.evaluation.zeroshot import build_prompt as zeroshot_prompt
+from skinvl.generate import DEFAULT_MAX_NEW_TOKENS, iter_answers
+
+NOTICE = (
+    "**Research model, not medical advice.** SkinVL was trained on figures from dermatology "
+    "textbooks for research on vision-language models. Its answers can be wrong or made up; "
+    "do not use them to diagnose, treat or reassure anyone. See a qualified clinician."
+)
+TINY_NOTICE = "`skinvl-tiny` has random weights: its answers are noise by design (a toy for tests)."
+# The most frequent questions of the official MM-Skin VQA test split (Dataframe/test/vqa/
+# MM-Skin_test.csv, 5,452 rows), in order of frequency.
+COMMON_QUESTIONS = (
+    "What type of skin condition does this image depict?",
+    "What is the main focus of this image?",
+    "What does the image show?",
+    "What type of skin condition does this person have?",
+    "Are there any other notable features in the image?",
+    "Is there any treatment available for this condition?",
+    "What type of tissue is shown in this image?",
+    "What type of cells are present in this image?",
+)
+# HAM10000's classes, one of the paper's zero-shot benchmarks.
+DEFAULT_CLASSES = (
+    "Nevus, Melanoma, Benign Keratosis, Basal Cell Carcinoma, Actinic Keratoses, "
+    "Dermatofibroma, Vascular lesions"
+)
+VIEW_MIN_SIDE = 224  # the model view is enlarged (nearest neighbour) to at least this many px
+SPACE_PACKAGES = ("skinvl", "mm_skin")  # vendored into a Space: the code its app.py imports
+
+
+@dataclasses.dataclass(kw_only=True)
+class DemoOptions(ModelOptions):
+    """Options of ``skinvl demo``: the model (as ``skinvl eval`` loads it), the server, the export."""
+
+    model: str = dataclasses.field(metadata={
+        "help": "preset ('skinvl-tiny': random weights), SkinVL or authors' checkpoint folder, Hub id, "
+        "or any AutoModelForImageTextToText checkpoint (with --export-space: the Hub id the Space loads)"})
+    host: str = dataclasses.field(default="127.0.0.1", metadata={
+        "help": "address to listen on (0.0.0.0 exposes the app to your network)"})
+    port: int | None = dataclasses.field(default=None, metadata={
+        "help": "port (default: $GRADIO_SERVER_PORT or the first free one from 7860)"})
+    share: bool = dataclasses.field(default=False, metadata={
+        "help": "also open a public *.gradio.live link (traffic goes through Gradio's servers)"})
+    data: str | None = dataclasses.field(default=None, metadata={
+        "help": "built MM-Skin folder or Hub id: its VQA test examples are offered in the app "
+        "(`mm-skin build examples/mm-skin-sample --out mm-skin` builds one)"})
+    examples: int = dataclasses.field(default=8, metadata={"help": "how many test examples to offer"})
+    max_new_tokens: int = dataclasses.field(default=DEFAULT_MAX_NEW_TOKENS, metadata={
+        "help": "initial cap on generated tokens (adjustable in the app)"})
+    export_space: str | None = dataclasses.field(default=None, metadata={
+        "metavar": "DIR", "help": "write a Spaces-ready folder (app.py, requirements.txt, README.md, "
+        "the skinvl sources) to DIR instead of launching; publish it with `skinvl push DIR "
+        "OWNER/NAME --repo-type space`"})
+    overwrite: bool = dataclasses.field(default=False, metadata={
+        "help": "with --export-space: replace the files it writes in a non-empty DIR"})
+
+
+# --------------------------------------------------------------------------- model side (no gradio)
+
+
+def model_view(processor, image) -> Any:
+    """Return ``image`` as the model sees it: the processor's own pad/crop + resize, unnormalised.
+
+    Runs the processor's image processor with rescaling and normalisation off, so the result is
+    exactly the pixels the vision tower gets, before the mean/std are applied (for processors
+    that cut an image into tiles: the first tile).
+    """
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(processor.image_processor(
+        image.convert("RGB"), do_rescale=False, do_normalize=False, return_tensors="np"
+    )["pixel_values"])
+    while pixels.ndim > 3:  # batch (and tile) dimensions
+        pixels = pixels[0]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype("uint8").transpose(1, 2, 0))
+
+
+def view_caption(processor) -> str:
+    """Say how the processor turns an image into the model's input (SkinVL: pad or crop)."""
+    from PIL import Image
+
+    width, height = model_view(processor, Image.new("RGB", (4, 2))).size
+    how = ""
+    if hasattr(processor, "set_image_aspect_ratio"):  # SkinVL: "pad" or "crop"
+        how = (": padded to a square in the CLIP mean colour, then resized" if processor.image_processor.do_pad
+               else ": resized and centre-cropped")
+    return f"As the model sees it{how} ({width}×{height} px)"
+
+
+class _StopOnEvent(StoppingCriteria):
+    """Stop generating once ``event`` is set (the browser went away, or the answer was read)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def stream_answer(
+    loaded: LoadedModel,
+    image,
+    question: str,
+    *,
+    template: str | None = None,
+    decoding: str = "greedy",
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    seed: int = 0,
+    lock: threading.Lock | None = None,
+) -> Iterator[str]:
+    """Yield the answer to ``question`` about ``image`` as it grows; the last value is the answer.
+
+    The prompt is the model's (``template``: a template name of the processor or Jinja text; None:
+    the loaded one), generated by :func:`skinvl.generate.iter_answers` in a thread with a
+    ``TextIteratorStreamer``; the last value is exactly ``iter_answers``' (stripped) answer. Beam
+    search (the paper's decoding) cannot stream in transformers: then only the answer is yielded.
+    ``lock`` serialises generation when several browsers share one model.
+    """
+    from transformers import StoppingCriteriaList, TextIteratorStreamer, set_seed
+
+    prompt = loaded.prompt(question) if template is None else loaded.adapter.prompt(loaded.processor, question, template)
+    kwargs = decoding_kwargs(decoding, max_new_tokens)
+    stop = threading.Event()
+    kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnEvent(stop)])
+    streamer = None
+    if kwargs.get("num_beams", 1) == 1:
+        streamer = TextIteratorStreamer(loaded.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs["streamer"] = streamer
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            with lock or threading.Lock():
+                set_seed(seed)
+                batches = iter_answers(loaded.model, loaded.processor, [image], [prompt], batch_size=1, **kwargs)
+                # Run the generator to its end, so it restores the tokenizer inside the lock.
+                result["answer"] = [answer for batch in batches for answer in batch][0]
+        except BaseException as err:  # noqa: B036 - re-raised in the caller's thread below
+            result["error"] = err
+            if streamer is not None:
+                streamer.end()  # unblock the consumer
+
+    thread = threading.Thread(target=work, name="skinvl-demo-generate", daemon=True)
+    thread.start()
+    try:
+        text = ""
+        for piece in streamer or ():
+            text += piece
+            yield text
+        thread.join()
+    finally:
+        stop.set()  # the consumer is gone (or done): let generation end early
+    if "error" in result:
+        raise result["error"]
+    yield result["answer"]
+
+
+def parse_class_names(text: str) -> list[str]:
+    """Class names from comma- or newline-separated text: stripped, empty and repeated ones dropped."""
+    names: list[str] = []
+    for part in text.replace("\n", ",").split(","):
+        name = part.strip()
+        if name and name.lower() not in {n.lower() for n in names}:
+            names.append(name)
+    return names
+
+
+def describe_parsed(parsed: ParsedAnswer) -> str:
+    """One line for the parsed zero-shot class (the ``robust``/``paper`` parsers' status spelled out)."""
+    if parsed.label is None:
+        return "unparseable: the answer names none of the classes"
+    if parsed.status == "ambiguous":
+        return f"{parsed.label} (ambiguous: several classes are named; the first one counts)"
+    return parsed.label
+
+
+def load_test_examples(data: str, folder: Path, limit: int = 8) -> list[list[str]]:
+    """``[[image_file, question], ...]`` for the first ``limit`` rows of ``data``'s VQA test split.
+
+    ``data`` is a built MM-Skin folder or Hub id (``load_dataset(data, "vqa", split="test")``);
+    the images are written as PNG files into ``folder`` for the app to serve.
+    """
+    dataset = load_vqa_split(data, "vqa", "test", limit=limit)
+    examples = []
+    for index, row in enumerate(dataset):
+        path = folder / f"mm-skin-test-{index}.png"
+        row["image"].convert("RGB").save(path)
+        examples.append([str(path), row["question"]])
+    return examples
+
+
+def template_choices(loaded: LoadedModel) -> tuple[dict[str, str | None], str]:
+    """``{label: template}`` the app offers (the processor's named ones, or the loaded one) and the
+    label of the loaded one; ``template`` is what :func:`stream_answer` takes."""
+    templates = loaded.processor.chat_template
+    choices: dict[str, str | None] = {}
+    if isinstance(templates, dict) and (loaded.template is None or loaded.template in templates):
+        choices = {name: name for name in sorted(templates) if name != "default"}
+    choices.setdefault(loaded.template_name, loaded.template)
+    return choices, loaded.template_name
+
+
+# --------------------------------------------------------------------------- the Gradio app
+
+
+def _check_inputs(image, text: str, what: str) -> None:
+    import gradio as gr
+
+    if image is None:
+        raise gr.Error("Upload an image, or pick one of the examples, first.")
+    if not text or not text.strip():
+        raise gr.Error(f"Type {what} first.")
+
+
+def _handlers(loaded: LoadedModel) -> tuple[Any, Any, Any]:
+    """The app's three callbacks: model view, answer (streamed), zero-shot (streamed + parsed)."""
+    import gradio as gr
+
+    lock = threading.Lock()
+    templates, _ = template_choices(loaded)
+
+    def generate(image, question, template, decoding, max_new_tokens, seed) -> Iterator[str]:
+        if template not in templates:
+            raise gr.Error(f"Unknown template {template!r}; choose one of {list(templates)}.")
+        yield from stream_answer(
+            loaded, image, question.strip(), template=templates[template], decoding=decoding,
+            max_new_tokens=int(max_new_tokens), seed=int(seed), lock=lock,
+        )
+
+    def show(image):
+        if image is None:
+            return None
+        view = model_view(loaded.processor, image)
+        # Small inputs (a tiny model's 28 px) are shown enlarged by a whole factor, pixels kept.
+        factor = max(1, VIEW_MIN_SIDE // max(view.size))
+        return view.resize((view.width * factor, view.height * factor), resample=0)  # 0: nearest
+
+    def answer(image, question, template, decoding, max_new_tokens, seed) -> Iterator[str]:
+        """Answer a question about a skin image (streams the answer as it grows)."""
+        _check_inputs(image, question, "a question")
+        yield from generate(image, question, template, decoding, max_new_tokens, seed)
+
+    def zeroshot(image, classes, protocol, template, decoding, max_new_tokens, seed):
+        """Ask the paper's zero-shot question for the classes; return answer, prompt, parsed class."""
+        _check_inputs(image, classes, "the class names")
+        names = parse_class_names(classes)
+        if len(names) < 2:
+            raise gr.Error(f"Give at least two class names separated by commas (got {names}).")
+        prompt = zeroshot_prompt(names)
+        text = ""
+        for text in generate(image, prompt, template, decoding, max_new_tokens, seed):
+            yield text, prompt, ""
+        yield text, prompt, describe_parsed(parse_answer(text, names, protocol))
+
+    return show, answer, zeroshot
+
+
+def _settings(loaded: LoadedModel, options: DemoOptions) -> list[Any]:
+    """Template, decoding, max-new-tokens and seed inputs (shared by both tabs)."""
+    import gradio as gr
+
+    templates, default = template_choices(loaded)
+    with gr.Accordion("Prompt and decoding", open=False):
+        template = gr.Dropdown(list(templates), value=default, label="Prompt template", elem_id="template")
+        decoding = gr.Radio(
+            sorted(DECODINGS), value="greedy", label="Decoding", elem_id="decoding",
+            info="greedy: deterministic. paper: sampling T=0.2, top-p 0.9, 5 beams, >= 20 new "
+            "tokens (beam search cannot stream: the answer appears when done).",
+        )
+        max_new_tokens = gr.Slider(1, 1024, value=options.max_new_tokens, step=1,
+                                   label="Max new tokens", elem_id="max-new-tokens")
+        seed = gr.Number(0, precision=0, label="Seed (sampled decoding)", elem_id="seed")
+    return [template, decoding, max_new_tokens, seed]
+
+
+def build_app(loaded: LoadedModel, options: DemoOptions, examples: Sequence[Sequence[str]] = ()) -> Any:
+    """The ``gr.Blocks`` app for a loaded model; API endpoints ``/answer`` and ``/zeroshot``.
+
+    ``examples`` are ``[image_file, question]`` pairs (see :func:`load_test_examples`).
+    """
+    import gradio as gr
+
+    show, answer, zeroshot = _handlers(loaded)
+    with gr.Blocks(title=f"SkinVL demo: {options.model}", analytics_enabled=False) as app:
+        gr.Markdown(f"# SkinVL demo\nModel: `{options.model}`")
+        gr.Markdown(NOTICE + ("\n\n" + TINY_NOTICE if options.model == "skinvl-tiny" else ""),
+                    elem_id="notice")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(type="pil", label="Skin image", sources=["upload", "clipboard"],
+                                 elem_id="image", height=320)
+                seen = gr.Image(label=view_caption(loaded.processor), interactive=False, format="png",
+                                elem_id="model-view", height=VIEW_MIN_SIDE + 80)
+            with gr.Column():
+                with gr.Tab("Ask"):
+                    question = gr.Textbox(label="Question", lines=2, elem_id="question",
+                                          placeholder="e.g. " + COMMON_QUESTIONS[0])
+                    gr.Examples([[q] for q in COMMON_QUESTIONS], inputs=[question],
+                                label="Common questions of the MM-Skin test split")
+                    ask = gr.Button("Ask", variant="primary", elem_id="ask")
+                    answer_box = gr.Textbox(label="Answer", lines=6, interactive=False, elem_id="answer")
+                with gr.Tab("Zero-shot classification"):
+                    classes = gr.Textbox(DEFAULT_CLASSES, label="Class names (comma-separated)",
+                                         lines=2, elem_id="classes")
+                    protocol = gr.Radio(list(PARSE_PROTOCOLS), value="robust", label="Answer parsing",
+                                        elem_id="protocol")
+                    classify = gr.Button("Classify", variant="primary", elem_id="classify")
+                    zs_answer = gr.Textbox(label="Answer", lines=3, interactive=False, elem_id="zs-answer")
+                    zs_prompt = gr.Textbox(label="Prompt (the paper's)", interactive=False, elem_id="zs-prompt")
+                    zs_class = gr.Textbox(label="Parsed class", interactive=False, elem_id="zs-class")
+                settings = _settings(loaded, options)
+        if examples:
+            gr.Examples([list(e) for e in examples], inputs=[image, question],
+                        label=f"MM-Skin test examples ({options.data})")
+        image.change(show, inputs=image, outputs=seen, api_visibility="private")
+        gr.on([ask.click, question.submit], answer, inputs=[image, question, *settings],
+              outputs=answer_box, api_name="answer")
+        classify.click(zeroshot, inputs=[image, classes, protocol, *settings],
+                       outputs=[zs_answer, zs_prompt, zs_class], api_name="zeroshot")
+    return app
+
+
+def _quiet_gradio() -> None:
+    """Keep Gradio (and the Hub client) from phoning home: set before gradio is imported."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def serve(options: DemoOptions) -> int:
+    """Load the examples and the model, then run the app until interrupted; returns an exit code."""
+    _quiet_gradio()
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        return _fail("skinvl demo needs Gradio: pip install 'mm-skin[demo]' (or pip install gradio).")
+    with tempfile.TemporaryDirectory(prefix="skinvl-demo-") as tmp:
+        examples: list[list[str]] = []
+        try:
+            if options.data:
+                examples = load_test_examples(options.data, Path(tmp), options.examples)
+        except (OSError, ValueError) as err:
+            return _fail(f"--data {options.data}: cannot read its VQA test split ({_first_line(err)}); "
+                         "pass a folder built by `mm-skin build` (or its Hub id).")
+        try:
+            loaded = load_model(options)
+        except ModelError as err:
+            return _fail(str(err))
+        app = build_app(loaded, options, examples)
+        if options.share:
+            print("note: --share sends the app's traffic through Gradio's share servers.", file=sys.stderr)
+        if threading.current_thread() is threading.main_thread():
+            # `kill` stops the app like Ctrl-C does: Gradio closes its server, the examples go.
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            app.queue(default_concurrency_limit=1).launch(
+                server_name=options.host, server_port=options.port, share=options.share,
+                allowed_paths=[tmp], ssr_mode=False, mcp_server=False, pwa=False,
+                enable_monitoring=False, show_error=True,
+            )
+        except OSError as err:
+            return _fail(f"cannot listen on {options.host}:{options.port or 'default port'} "
+                         f"({_first_line(err)}); pass another --port or --host.")
+    return ExitCode.OK
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return ExitCode.BAD_INPUT
+
+
+# --------------------------------------------------------------------------- Space export
+
+SPACE_APP = '''"""The SkinVL demo as a Hugging Face Space (written by `skinvl demo --export-space`).
+
+skinvl/ and mm_skin/ beside this file are the mm-skin {version} sources the app imports.
+"""
+
+import os
+import sys
+
+from skinvl.demo import DemoOptions, serve
+
+OPTIONS = DemoOptions(
+{settings}
+    # Spaces set GRADIO_SERVER_NAME=0.0.0.0; run locally, the app stays on this machine.
+    host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+)
+
+if __name__ == "__main__":
+    sys.exit(serve(OPTIONS))
+'''
+
+SPACE_README_BODY = """
+# SkinVL demo: `{model}`
+
+Ask [SkinVL]({model_url}), the MM-Skin dermatology vision-language model (Zeng et al.,
+[arXiv 2505.06152](https://arxiv.org/abs/2505.06152)), about a skin image; or ask the paper's
+zero-shot question for a list of classes. The answer streams as it is generated; the app shows
+the image as the model sees it.
+
+{notice}
+
+A 7B model needs a GPU Space (e.g. an L4 with `dtype` bfloat16 in app.py). Written by
+`skinvl demo --export-space` (mm-skin {version}); run it locally with `python app.py`.
+"""
+
+
+def _is_hub_id(name: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return "/" in name
+
+
+def _space_sources(options: DemoOptions) -> str | None:
+    """Why the model, data, vision tower or template cannot be read inside a Space, or None."""
+    from skinvl.presets import PRESET_NAMES
+
+    fixes = {
+        "model": "push a local checkpoint with `skinvl push` first, or use a preset such as skinvl-tiny",
+        "data": "push the dataset with `mm-skin push` first, or leave --data out",
+        "vision_tower": "e.g. openai/clip-vit-large-patch14-336",
+        "chat_template": "save the template as chat_template.jinja in the model repository instead",
+    }
+    for name, fix in fixes.items():
+        value = getattr(options, name)
+        if value is None or (name == "model" and value in PRESET_NAMES):
+            continue
+        if name == "chat_template" or Path(value).exists() or not _is_hub_id(value):
+            return (f"--{name.replace('_', '-')} {value!r}: a Space cannot read this machine's files; "
+                    f"give a Hub id (OWNER/NAME): {fix}.")
+    return None
+
+
+def _space_settings(options: DemoOptions) -> str:
+    """The ``DemoOptions(...)`` keyword lines of app.py: the model's options that differ from the
+    defaults, the examples and the token cap (the server's own options stay the Space's)."""
+    server = {"host", "port", "share", "export_space", "overwrite"}
+    lines = []
+    for f in dataclasses.fields(DemoOptions):
+        value = getattr(options, f.name)
+        if f.name not in server and (f.name == "model" or value != f.default):
+            lines.append(f"    {f.name}={value!r},")
+    return "\n".join(lines)
+
+
+def _space_requirements() -> str:
+    """requirements.txt: mm-skin's own dependencies (gradio comes from the YAML's sdk_version)."""
+    from importlib.metadata import requires
+
+    needed = [r for r in requires("mm-skin") or [] if "extra ==" not in r]
+    return "\n".join(sorted(needed, key=str.lower)) + "\n"
+
+
+def _space_readme(model: str, version: str) -> str:
+    import gradio
+    from huggingface_hub import SpaceCard, SpaceCardData
+
+    card = SpaceCardData(
+        title="SkinVL demo", emoji="🩺", colorFrom="pink", colorTo="indigo", sdk="gradio",
+        sdk_version=gradio.__version__, python_version=f"{sys.version_info[0]}.{sys.version_info[1]}",
+        app_file="app.py", pinned=False, license="apache-2.0",
+        models=[model] if _is_hub_id(model) else None,
+        short_description="SkinVL dermatology VLM: research demo, not medical advice",
+        tags=["medical", "dermatology", "vision-language", "research-only"],
+    )
+    url = f"https://huggingface.co/{model}" if _is_hub_id(model) else "https://arxiv.org/abs/2505.06152"
+    body = SPACE_README_BODY.format(model=model, model_url=url, notice=NOTICE, version=version)
+    return str(SpaceCard(f"---\n{card.to_yaml()}\n---\n{body}"))
+
+
+def _vendor(package: str, target: Path) -> None:
+    """Copy an importable package's sources (no caches) to ``target``."""
+    import importlib
+
+    source = Path(importlib.import_module(package).__file__).parent
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ValueError(f"{target} exists and is not a folder: move it away, then export again.")
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def export_space(options: DemoOptions) -> int:
+    """Write the Spaces-ready folder ``options.export_space``; returns an exit code."""
+    from importlib.metadata import version as installed
+
+    folder = Path(options.export_space)
+    if folder.exists() and not folder.is_dir():
+        return _fail(f"--export-space {folder} is a file; give a folder.")
+    if folder.is_dir() and any(folder.iterdir()) and not options.overwrite:
+        return _fail(f"--export-space {folder} is not empty; pass --overwrite to replace the "
+                     "files the export writes there (other files are kept), or choose a new folder.")
+    problem = _space_sources(options)
+    if problem:
+        return _fail(problem)
+    try:
+        import gradio  # noqa: F401  (its version is the Space's sdk_version)
+    except ImportError:
+        return _fail("--export-space needs Gradio installed (its version becomes the Space's "
+                     "sdk_version): pip install 'mm-skin[demo]'.")
+    version = installed("mm-skin")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        for package in SPACE_PACKAGES:
+            _vendor(package, folder / package)
+    except ValueError as err:
+        return _fail(str(err))
+    (folder / "app.py").write_text(SPACE_APP.format(version=version, settings=_space_settings(options)),
+                                   encoding="utf-8")
+    (folder / "requirements.txt").write_text(_space_requirements(), encoding="utf-8")
+    (folder / "README.md").write_text(_space_readme(options.model, version), encoding="utf-8")
+    sources = ", ".join(f"{package}/" for package in SPACE_PACKAGES)
+    print(f"wrote the Space to {folder}/ (app.py, requirements.txt, README.md, {sources}); "
+          f"publish it with: skinvl push {folder} OWNER/NAME --repo-type space")
+    return ExitCode.OK
+
+
+def run(options: DemoOptions) -> int:
+    """``skinvl demo``: export a Space when ``--export-space`` is given, else serve the app."""
+    if options.export_space:
+        return export_space(options)
+    return serve(options)
+
+
+def register_cli(subparsers) -> None:
+    """Add ``skinvl demo``."""
+    add_command(
+        subparsers, "demo", DemoOptions, run,
+        help="try a model in the browser (Gradio), or export that app as a Hugging Face Space",
+        description="Launch a Gradio app: upload a skin image (or pick an MM-Skin test example "
+        "with --data), ask a question and watch the answer stream; a zero-shot tab asks the "
+        "paper's classification question. With --export-space DIR, write a Spaces-ready folder "
+        "instead. Research model, not medical advice.",
+    )
+
+
+__all__ = [
+    "DemoOptions", "build_app", "describe_parsed", "export_space", "load_test_examples",
+    "model_view", "parse_class_names", "register_cli", "run", "serve", "stream_answer",
+]

@@ -1,0 +1,102 @@
+"""Ask a set of questions of a local model or a served one, as a logged, resumable run.
+
+Shared by ``skinvl eval vqa`` and ``skinvl eval zeroshot``: the options of the model (local or
+endpoint), decoding and the run; the answerer chosen from them; the provenance of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from skinvl.evaluation.endpoint import EndpointAnswerer, EndpointOptions, sampling_params
+from skinvl.evaluation.images import LazyImages
+from skinvl.evaluation.models import (
+    LoadedModel,
+    LocalAnswerer,
+    ModelError,
+    ModelOptions,
+    load_model,
+)
+from skinvl.evaluation.runs import (
+    DecodingOptions,
+    Row,
+    RunError,
+    RunOptions,
+    decoding_kwargs,
+    device_for_rank,
+    execute,
+    now,
+    provenance,
+)
+
+
+@dataclass(kw_only=True)
+class AskOptions(ModelOptions, EndpointOptions, DecodingOptions, RunOptions):
+    """A local ``--model`` or an ``--endpoint``, the decoding, and the run folder."""
+
+
+@dataclass
+class Answers:
+    """The records of a finished run (row order) and its provenance."""
+
+    records: list[dict[str, Any]]
+    meta: dict[str, Any]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """Records of questions that got no answer (reason in ``error``)."""
+        return [r for r in self.records if r.get("status") != "ok"]
+
+    def answered(self) -> list[dict[str, Any]]:
+        """Records that got an answer (row order); a run where every question failed is an error."""
+        done = [r for r in self.records if r.get("status") == "ok"]
+        if self.records and not done:
+            raise RunError(f"every question failed (first: {self.failed[0].get('error')}); the records are in "
+                           "predictions.jsonl: fix the cause and rerun with --resume.")
+        return done
+
+    def failure_summary(self, limit: int = 20) -> dict[str, Any]:
+        """Count and the first ``limit`` failed rows with their reasons, for results.json."""
+        return {"count": len(self.failed), "rows": [{"id": r["id"], "error": r.get("error")} for r in self.failed[:limit]]}
+
+
+def ask(options: AskOptions, rows: Sequence[Row], images: LazyImages, dataset: dict[str, Any], *,
+        loaded: LoadedModel | None = None, description: str = "eval") -> Answers | None:
+    """Answer ``rows`` (resuming, sharded across ranks); the answers on rank 0, None elsewhere."""
+    started = now()
+    kwargs = decoding_kwargs(options.decoding, options.max_new_tokens)
+    if options.endpoint:
+        if options.model or loaded is not None:
+            raise ModelError("pass either --model (local) or --endpoint URL --model-name NAME, not both.")
+        params = sampling_params(kwargs, options.seed)
+        answerer: Any = EndpointAnswerer(options, params)
+        model_info = {"model_name": options.model_name, "endpoint": _public_url(options.endpoint)}
+        prompt, decoding = (rows[0].question if rows else None), {"name": options.decoding, **params}
+    else:
+        loaded = loaded or load_model(options, device_map=device_for_rank())
+        answerer = LocalAnswerer(loaded, batch_size=options.batch_size, generate_kwargs=kwargs, seed=options.seed)
+        model_info = loaded.info
+        prompt = loaded.prompt(rows[0].question) if rows else None
+        decoding = {"name": options.decoding, **kwargs, "seed": options.seed}
+    try:
+        records = execute(rows, images, answerer, options, description)
+    finally:
+        if hasattr(answerer, "close"):
+            answerer.close()
+    if records is None:
+        return None
+    meta = provenance(options, model=model_info, prompt=prompt, decoding=decoding, dataset=dataset, rows=rows,
+                      started=started)
+    return Answers(records, meta)
+
+
+def _public_url(url: str) -> str:
+    """The endpoint without any user:password part."""
+    import httpx
+
+    return str(httpx.URL(url).copy_with(userinfo=b""))
+
+
+__all__ = ["Answers", "AskOptions", "ask"]

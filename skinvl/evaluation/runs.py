@@ -1,0 +1,266 @@
+"""Runs that survive: the predictions log, ``--resume``, data-parallel shards and provenance.
+
+Every answer is appended to ``predictions.jsonl`` as soon as it exists (flushed per batch or per
+response) with the stable id of its row. ``--resume`` reads the log back and asks only the rows
+without a successful answer (failed rows are asked again); at the end the log is rewritten in
+row order, so a resumed run leaves the same files as an uninterrupted one.
+
+Under ``accelerate launch --num_processes N`` (or torchrun) rank r answers every N-th pending row
+into ``predictions.rank{r}.jsonl``; after a barrier rank 0 merges them into ``predictions.jsonl``
+(identical to a single-process run) and removes the rank files it merged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from skinvl.evaluation.images import LazyImages
+
+PREDICTIONS = "predictions.jsonl"
+PACKAGES = ("mm-skin", "transformers", "torch", "datasets", "huggingface_hub", "accelerate", "tokenizers",
+            "pillow", "httpx")
+
+# The authors' evaluation decoding (DESIGN.md 1.3): sampled beam search, not deterministic;
+# we seed it so a run can be repeated on the same hardware.
+PAPER_DECODING: dict[str, Any] = {
+    "do_sample": True, "temperature": 0.2, "top_p": 0.9, "num_beams": 5, "min_new_tokens": 20,
+    "max_new_tokens": 256,
+}
+GREEDY_DECODING: dict[str, Any] = {"do_sample": False, "num_beams": 1, "max_new_tokens": 256}
+DECODINGS = {"greedy": GREEDY_DECODING, "paper": PAPER_DECODING}
+
+
+class RunError(ValueError):
+    """A run that cannot start or continue; the message names the file and the fix."""
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """Where a run writes, what it is called, and whether it continues an earlier one."""
+
+    out: str = field(metadata={"help": "output folder (predictions.jsonl, results.json, results.md, PNG)"})
+    name: str | None = field(default=None, metadata={"help": "label of the run in tables and cards (default: the model)"})
+    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N rows"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue the run in --out: answered rows are kept, the others (and failed ones) asked"})
+
+
+@dataclass(kw_only=True)
+class DecodingOptions:
+    """How answers are decoded (local generation and served requests alike)."""
+
+    decoding: str = field(default="greedy", metadata={
+        "help": "greedy (deterministic) or paper (sampling T=0.2, top_p 0.9, 5 beams, 20..256 new tokens; "
+        "seeded)", "choices": sorted(DECODINGS)})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "cap on generated tokens"})
+    seed: int = field(default=0, metadata={"help": "random seed for sampled decoding"})
+    batch_size: int = field(default=8, metadata={"help": "local model: questions per forward pass"})
+
+
+def decoding_kwargs(decoding: str, max_new_tokens: int | None = None) -> dict[str, Any]:
+    """``generate`` keyword arguments of a named decoding ("greedy" or "paper")."""
+    if decoding not in DECODINGS:
+        raise ValueError(f"unknown decoding {decoding!r}; choose from {sorted(DECODINGS)}")
+    kwargs = dict(DECODINGS[decoding])
+    if max_new_tokens is not None:
+        kwargs["max_new_tokens"] = max_new_tokens
+        if kwargs.get("min_new_tokens", 0) > max_new_tokens:
+            kwargs["min_new_tokens"] = max_new_tokens
+    return kwargs
+
+
+@dataclass(frozen=True)
+class Row:
+    """One question of a run: stable ``id``, position ``index``, text, and fields for the record."""
+
+    id: str
+    index: int
+    question: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, prediction: str | None, error: str | None = None) -> dict[str, Any]:
+        """The JSONL record of this row: ok with a prediction, or failed with the reason."""
+        status = {"status": "ok"} if error is None else {"status": "failed", "error": error}
+        return {"id": self.id, **self.fields, "question": self.question, "prediction": prediction, **status}
+
+
+class Answerer(Protocol):
+    """A local model or a served endpoint: yields records (batch by batch, or one per response)."""
+
+    def answer(self, rows: Sequence[Row], images: LazyImages) -> Iterator[list[dict[str, Any]]]: ...
+
+
+def fingerprint(rows: Sequence[Row]) -> str:
+    """blake2b of the row ids and questions: equal for the same rows of the same dataset."""
+    digest = hashlib.blake2b(digest_size=16)
+    for row in rows:
+        digest.update(f"{row.id}\t{row.question}\n".encode())
+    return digest.hexdigest()
+
+
+class PredictionLog:
+    """``predictions.jsonl`` (or this rank's part) in ``out``: read back, appended, merged."""
+
+    def __init__(self, out: str | Path, rank: int = 0, world: int = 1):
+        self.out = Path(out)
+        self.path = self.out / (PREDICTIONS if world == 1 else f"predictions.rank{rank}.jsonl")
+
+    def files(self) -> list[Path]:
+        """Every log of this run folder: the merged one and rank parts."""
+        return [p for p in [self.out / PREDICTIONS, *sorted(self.out.glob("predictions.rank*.jsonl"))] if p.is_file()]
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        """The latest record per row id over all logs (a truncated last line is ignored)."""
+        records: dict[str, dict[str, Any]] = {}
+        for path in self.files():
+            lines = path.read_text(encoding="utf-8").split("\n")
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    if number == len(lines):  # the line a killed run was writing
+                        continue
+                    raise RunError(f"{path}, line {number}: not valid JSON ({err.msg}); fix or remove the line.") from err
+                if not isinstance(record, dict) or "id" not in record:
+                    raise RunError(f"{path}, line {number}: not a prediction record (no 'id'); fix or remove it.")
+                if record.get("status") == "ok" or record["id"] not in records:
+                    records[record["id"]] = record
+        return records
+
+    def start(self, resume: bool) -> None:
+        """Check the folder: a new run must not overwrite an old log; a resumed one drops a torn line."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        existing = self.files()
+        if existing and not resume:
+            raise RunError(f"{existing[0]} exists: pass --resume to continue that run, or choose a new --out.")
+        if self.path.is_file():
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):  # killed mid-line: keep the complete lines only
+                with self.path.open("r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """Append records, one JSON line each, and flush them to the operating system."""
+        with self.path.open("a", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+
+    def merge(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
+        """Write ``predictions.jsonl`` in row order from every log; remove the merged rank parts."""
+        records = self.read()
+        ordered = [records[row.id] for row in rows if row.id in records]
+        target = self.out / PREDICTIONS
+        partial = target.with_suffix(".jsonl.tmp")
+        with partial.open("w", encoding="utf-8") as f:
+            for record in ordered:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        partial.replace(target)
+        for part in self.out.glob("predictions.rank*.jsonl"):
+            part.unlink()
+        return ordered
+
+
+def check_resumed(rows: Sequence[Row], done: dict[str, dict[str, Any]], path: Path) -> None:
+    """Refuse to resume into a log whose rows were asked other questions (a changed dataset)."""
+    for row in rows:
+        record = done.get(row.id)
+        if record is not None and record.get("question") != row.question:
+            raise RunError(f"{path}: row {row.id} was asked {record.get('question')!r} but the data now asks "
+                           f"{row.question!r}; the dataset changed: evaluate into a new --out.")
+
+
+def execute(rows: Sequence[Row], images: LazyImages, answerer: Answerer, options: RunOptions,
+            description: str = "eval") -> list[dict[str, Any]] | None:
+    """Ask every row not answered yet (this rank's share), log it, and merge on rank 0.
+
+    Returns the records in row order on the main process, None on the other ranks.
+    """
+    from tqdm.auto import tqdm
+
+    rank, world, state = _distributed()
+    log = PredictionLog(options.out, rank, world)
+    log.start(options.resume)  # every rank: all see the same files (nothing is written before the barrier)
+    if state is not None:
+        state.wait_for_everyone()
+    done = {k: v for k, v in log.read().items() if v.get("status") == "ok"}
+    check_resumed(rows, done, log.out / PREDICTIONS)
+    pending = [row for row in rows if row.id not in done][rank::world]
+    with tqdm(total=len(pending), desc=description, unit="question", disable=rank != 0) as bar:
+        for records in answerer.answer(pending, images.take([row.index for row in pending])):
+            log.append(records)
+            bar.update(len(records))
+    if state is not None:
+        state.wait_for_everyone()
+    return log.merge(rows) if rank == 0 else None
+
+
+def _distributed():
+    """(rank, world size, accelerate state) when launched with several processes, else (0, 1, None)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, None
+    import torch
+    from accelerate import PartialState
+
+    # Without an accelerator the ranks join as CPU processes over gloo.
+    state = PartialState(cpu=not torch.accelerator.is_available())
+    return state.process_index, state.num_processes, state
+
+
+def device_for_rank() -> str | None:
+    """The device of this rank under a multi-process launch (None: load as usual)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    return str(_distributed()[2].device)
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (or without a multi-process launch)."""
+    return _distributed()[0] == 0
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that decide a run's numbers."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def provenance(options: RunOptions, *, model: dict[str, Any], prompt: str | None, decoding: dict[str, Any],
+               dataset: dict[str, Any], rows: Sequence[Row], started: str) -> dict[str, Any]:
+    """What makes a run reproducible, for results.json."""
+    return {
+        "name": options.name or model.get("model") or model.get("model_name"),
+        "model_info": model,
+        "first_prompt": prompt,
+        "decoding": decoding,
+        "dataset_info": {**dataset, "rows": len(rows), "row_ids_blake2b": fingerprint(rows)},
+        "packages": package_versions(),
+        "started_at": started,
+        "finished_at": now(),
+        "resumed": options.resume,
+    }
+
+
+def now() -> str:
+    """UTC time, ISO 8601, seconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+__all__ = ["DECODINGS", "DecodingOptions", "PredictionLog", "Row", "RunError", "RunOptions", "decoding_kwargs",
+           "device_for_rank", "execute", "fingerprint", "is_main_process", "now", "package_versions", "provenance"]

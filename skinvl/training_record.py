@@ -1,0 +1,177 @@
+"""What a ``skinvl train`` run leaves beside its weights, and the merge.
+
+``training_settings.json`` records the run as it was actually done: its own options, the base model
+(``--model`` as given, what kind it resolved to, the Hub revision), the library versions and the
+rows, steps and epochs actually run. It is written beside the adapter and beside the merged
+weights, where ``skinvl push`` renders the model card from it. The adapter folder also gets a short
+README (base, data, settings, how to load and merge) instead of peft's blank template.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+from pathlib import Path
+from typing import Any
+
+SETTINGS_FILE = "training_settings.json"
+LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "mm-skin")
+
+
+def _base_model_kind(model: str) -> str:
+    from .presets import PRESET_NAMES
+
+    if model in PRESET_NAMES:
+        return "preset"
+    return "local folder" if Path(model).is_dir() else "hub"
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _without_local_roots(value: Any) -> Any:
+    """An absolute local path becomes its last part: the record is published with the weights."""
+    if isinstance(value, list):
+        return [_without_local_roots(item) for item in value]
+    if isinstance(value, str) and Path(value).is_absolute():
+        return Path(value).name
+    return value
+
+
+def training_settings(options: Any, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
+    """The record of a finished run (JSON-ready): options, base model, versions, what was run.
+
+    Options are recorded as given, except that absolute local paths keep only their last part.
+    """
+    args, state = trainer.args, trainer.state
+    base = getattr(trainer.model, "get_base_model", lambda: trainer.model)()
+    kind = _base_model_kind(options.model)
+    revision = getattr(base.config, "_commit_hash", None) if kind == "hub" else None
+    return {
+        "options": {
+            name: _without_local_roots(value)
+            for name, value in json.loads(json.dumps(dataclasses.asdict(options))).items()
+        },
+        "base_model": _without_local_roots(options.model),
+        "base_model_kind": kind,
+        "base_model_revision": revision,
+        "base_model_class": type(base).__name__,
+        "train_rows": len(trainer.train_dataset),
+        "global_step": state.global_step,
+        "epochs_run": round(float(state.epoch or 0.0), 4),
+        "num_processes": args.world_size,
+        "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
+        * args.world_size,
+        "bf16": bool(args.bf16),
+        "train_loss": None if "train_loss" not in metrics else round(metrics["train_loss"], 4),
+        "library_versions": _versions(),
+    }
+
+
+def _data_lines(options: dict[str, Any], rows: int) -> str:
+    configs = options["configs"] or [None]
+    configs = configs * len(options["data"]) if len(configs) == 1 else configs
+    lines = [
+        f"- `{spec}` (config `{config or 'default'}`, split `{options['split']}`)"
+        for spec, config in zip(options["data"], configs, strict=True)
+    ]
+    how = f"sampled in proportions {options['mix']}" if options["mix"] else "concatenated"
+    return "\n".join(lines) + f"\n\n{rows} training rows ({how})."
+
+
+def adapter_card(settings: dict[str, Any]) -> str:
+    """The adapter folder's README.md: what base, what data, what settings, how to load and merge."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    o = settings["options"]
+    base = settings["base_model"]
+    data = ModelCardData(
+        library_name="peft", pipeline_tag="image-text-to-text", tags=["skinvl", "lora", "trl", "sft"],
+        base_model=base if settings["base_model_kind"] == "hub" else None,
+    )  # fmt: skip
+    template = f"--chat-template {o['chat_template']}" if o["chat_template"] else o["template"]
+    body = f"""
+# LoRA adapter for `{base}` ({settings["base_model_kind"]})
+
+Trained with `skinvl train` (TRL's SFTTrainer with a peft LoRA adapter) on:
+
+{_data_lines(o, settings["train_rows"])}
+
+## Settings
+
+| setting | value |
+|---|---|
+| LoRA | r {o["lora_r"]}, alpha {o["lora_alpha"]}, dropout {o["lora_dropout"]}, on every linear layer of the language model |
+| projector | trained in full, learning rate {o["projector_lr"]} |
+| vision tower | frozen |
+| optimizer | AdamW, learning rate {o["learning_rate"]}, weight decay {o["weight_decay"]}, {o["lr_scheduler"]} schedule, warmup ratio {o["warmup_ratio"]} |
+| run | {settings["global_step"]} steps, {settings["epochs_run"]} epochs, batch {settings["effective_batch_size"]} ({o["batch_size"]} per device x {settings["num_processes"]} processes x {o["grad_accum"]} accumulation) |
+| sequences | max length {o["max_length"]}, chat template `{template}`, loss on assistant tokens only |
+| precision | {"bf16" if settings["bf16"] else "fp32"}, gradient checkpointing {"on" if o["gradient_checkpointing"] else "off"} |
+| final training loss | {settings["train_loss"]} |
+
+All settings, the library versions and the base model's revision are in `{SETTINGS_FILE}`.
+
+## Use
+
+```python
+import skinvl
+from peft import PeftModel
+
+model, processor = skinvl.load("{base}")
+model = PeftModel.from_pretrained(model, "path/to/this/folder")
+merged = model.merge_and_unload()  # or train with --merge for a merged checkpoint
+```
+"""
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
+
+
+def write_run_record(options: Any, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
+    """Write ``training_settings.json`` and the README into the adapter folder; returns them."""
+    settings = training_settings(options, trainer, metrics)
+    folder = Path(options.output)
+    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    (folder / "README.md").write_text(adapter_card(settings), encoding="utf-8")  # replaces peft's
+    return settings
+
+
+def merge_adapter(
+    base_model: str,
+    adapter_dir: str | Path,
+    output: str | Path,
+    *,
+    dtype: Any = None,
+    chat_template: str | None = None,
+) -> Path:
+    """Merge a trained adapter into a fresh copy of its base; save model + processor natively.
+
+    The base is reloaded whole on this process (so this works after DeepSpeed/FSDP sharded
+    training), the LoRA deltas are folded in and the trained projector replaces the original.
+    The adapter's ``training_settings.json`` goes along; ``chat_template`` (a .jinja file, the
+    one trained with) replaces the base processor's templates.
+    The result loads with one ``from_pretrained`` and is ready for ``skinvl push``.
+    """
+    from peft import PeftModel
+
+    import skinvl
+
+    model, processor = skinvl.load(base_model, dtype=dtype)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    merged.config.use_cache = True
+    output = Path(output)
+    merged.save_pretrained(output)
+    settings_file = Path(adapter_dir) / SETTINGS_FILE
+    if settings_file.is_file():
+        (output / SETTINGS_FILE).write_bytes(settings_file.read_bytes())
+    if chat_template is not None:
+        processor.chat_template = Path(chat_template).read_text(encoding="utf-8")
+    processor.save_pretrained(output)
+    return output
