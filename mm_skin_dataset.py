@@ -37,7 +37,7 @@ import datasets
 import pyarrow as pa
 
 from mm_skin import __version__, cli, hub
-from mm_skin.audit import AuditOptions, run_audit_command
+from mm_skin.audit import AuditOptions, run_audit_command, summary_line
 from mm_skin.build import BuildResult, build
 from mm_skin.card import citation
 from mm_skin.demographics import parse_age_sex
@@ -195,6 +195,12 @@ class BuildOptions:
     num_proc: int | None = dataclasses.field(
         default=None, metadata={"help": "threads reading and checking images (default: min(4, CPUs))"})
     max_shard_size: str = dataclasses.field(default="500MB", metadata={"help": "target Parquet shard size"})
+    audit: bool = dataclasses.field(default=False, metadata={
+        "help": "run `mm-skin audit` on the new folder before it replaces OUT and put its summary on the "
+                "card (section \"Duplicates and overlap\"); --num-proc processes fingerprint the images"})
+    audit_out: str | None = dataclasses.field(default=None, metadata={
+        "metavar": "DIR", "help": "with --audit: folder for audit.json, audit.md and near_duplicates.png (default: OUT.audit "
+                "beside OUT; never inside OUT, which is what gets pushed)"})
 
 
 def run_build(options: BuildOptions) -> int:
@@ -205,6 +211,7 @@ def run_build(options: BuildOptions) -> int:
             options.source, options.out, test_csv=options.test_csv, instruct_json=options.instruct_json,
             modality_map=options.modality_map, strict=options.strict, overwrite=options.overwrite, force=options.force,
             num_proc=options.num_proc, max_shard_size=options.max_shard_size, progress=True,
+            audit=options.audit, audit_out=options.audit_out,
         )
     except StrictError as e:
         print(f"mm-skin build: {e}", file=sys.stderr)
@@ -217,6 +224,8 @@ def run_build(options: BuildOptions) -> int:
           f"({r.images['written']} images, {r.images['bytes'] / 1e6:.1f} MB)", file=sys.stderr)
     print(r.summary(), file=sys.stderr)
     print(f"  details: {result.out / 'build_report.json'}", file=sys.stderr)
+    if result.audit is not None:
+        print(summary_line(result.audit, result.audit_out), file=sys.stderr)
     print(result.out)
     return cli.ExitCode.OK
 

@@ -8,9 +8,12 @@
    --concurrency 16 against --concurrency 1: target >= 12x the throughput (the limit is 16x).
 4. Resume overhead: the predictions log (append + flush per batch, read back, merge) against the
    generation time of the same local run: target < 1 %.
+5. ``eval compare``'s paired bootstrap on a synthetic 5,452-row split (the real test split's size;
+   two models), per metric: building the per-row statistics, then 1,000 resamples (seed 0).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/eval.py [--samples 32] [--repeats 3] [--max-new-tokens 24] [--threads 1]
         [--endpoint-questions 256] [--endpoint-delay 0.2] [--skip-scorer] [--skip-endpoint]
+        [--bootstrap-rows 5452] [--bootstrap-resamples 1000] [--bootstrap-only]
 """
 
 from __future__ import annotations
@@ -185,6 +188,94 @@ def bench_resume_overhead(samples: int, max_new_tokens: int, batch_size: int, re
     return share
 
 
+def _synthetic_answers(rows: int, seed: int = 0) -> tuple[list[str], list[str], list[str]]:
+    """References and two models' answers: yes/no questions (about a third) and free text."""
+    rng = random.Random(seed)
+    words = ("the lesion is a well demarcated erythematous plaque with scale nevus melanoma basal cell "
+             "carcinoma pigmented network dermoscopy shows irregular dots globules").split()
+    refs, first, second = [], [], []
+    for i in range(rows):
+        text = " ".join(rng.choices(words, k=rng.randint(4, 20)))
+        ref = (rng.choice(["Yes, ", "No, "]) + text) if i % 3 == 0 else text.capitalize() + "."
+        refs.append(ref)
+        for answers, keep in ((first, 0.5), (second, 0.6)):
+            tokens = [t if rng.random() < keep else rng.choice(words) for t in ref.split()]
+            answers.append(" ".join(tokens))
+    return refs, first, second
+
+
+def bench_bootstrap(rows: int, resamples: int, seed: int = 0) -> dict[str, float]:
+    """Per metric: seconds to build both runs' per-row statistics and to run the paired bootstrap."""
+    import numpy as np
+
+    from skinvl.evaluation import bootstrap
+    from skinvl.evaluation.scoring import first_word
+
+    refs, first, second = _synthetic_answers(rows)
+    rng = np.random.default_rng(seed)
+
+    def yes_no(preds):
+        is_yn = [float(first_word(r) in ("yes", "no")) for r in refs]
+        hit = [y * (first_word(p) == first_word(r)) for y, p, r in zip(is_yn, preds, refs, strict=True)]
+        return bootstrap.ratio_statistic(hit, is_yn, "ratio")
+
+    builders = {
+        "bleu_4 (nltk corpus; bleu_1 shares its statistics)": lambda preds: bootstrap.nltk_bleu_statistics(
+            preds, refs, {"bleu_4": bootstrap.PAPER_BLEU["bleu_4"]})["bleu_4"],
+        "sacrebleu (corpus)": lambda preds: bootstrap.sacrebleu_statistic(preds, refs),
+        "mean metric (rouge_l, meteor, bertscore_f1, token_recall)": lambda preds: bootstrap.mean_statistic(
+            rng.random(len(preds)).tolist()),
+        "yes_no_accuracy (ratio)": yes_no,
+    }
+    print(f"paired bootstrap: {rows} rows, 2 runs, {resamples} resamples, seed {seed}")
+    timings = {}
+    for name, build in builders.items():
+        t0 = time.perf_counter()
+        base, other = build(first), build(second)
+        t_build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = bootstrap.paired_differences({"m": base}, {"b": {"m": other}}, rows, resamples=resamples, seed=seed)
+        t_boot = time.perf_counter() - t0
+        ci = result["b"]["m"]
+        timings[name] = t_build + t_boot
+        print(f"  {name:58s}: statistics {t_build:6.2f} s, bootstrap {t_boot:6.2f} s "
+              f"(delta {100 * ci['delta']:+.2f} [{100 * ci['ci_low']:+.2f}, {100 * ci['ci_high']:+.2f}])")
+    return timings
+
+
+def bench_compare(rows: int, resamples: int, seed: int = 0) -> float:
+    """Wall time of ``compare_runs`` (both protocols, every CI metric, files) on two synthetic run folders."""
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from skinvl.evaluation.compare import CompareOptions, compare_runs
+
+    refs, first, second = _synthetic_answers(rows)
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = []
+        for name, preds in (("a", first), ("b", second)):
+            folder = Path(tmp) / name
+            folder.mkdir()
+            columns = ["rouge_l", "meteor", "bertscore_f1", "token_recall", "rouge_l_standard", "meteor_standard"]
+            with (folder / "predictions.csv").open("w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(["id", "modality", "question", "answer", "prediction", *columns])
+                for i, (ref, pred) in enumerate(zip(refs, preds, strict=True)):
+                    writer.writerow([f"q{i}", "clinical", "q?", ref, pred, *rng.random(len(columns)).round(6)])
+            metrics = {"paper": {"rouge_l": 0.5}, "standard": {"rouge_l": 0.5}}
+            (folder / "results.json").write_text(json.dumps({"task": "vqa", "name": name, "split": "test", "config": "vqa",
+                                                             "protocol": "both", "metrics": metrics, "n_samples": rows}))
+            folders.append(str(folder))
+        t0 = time.perf_counter()
+        compare_runs(CompareOptions(runs=folders, out=str(Path(tmp) / "cmp"), resamples=resamples, seed=seed))
+        elapsed = time.perf_counter() - t0
+    print(f"eval compare, 2 runs x {rows} rows, both protocols (11 CI metrics), {resamples} resamples: {elapsed:.2f} s")
+    return elapsed
+
+
 def _png(image) -> bytes:
     import io
 
@@ -206,7 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint-questions", type=int, default=256)
     parser.add_argument("--endpoint-delay", type=float, default=0.2, help="server latency per request (s)")
     parser.add_argument("--skip-endpoint", action="store_true")
+    parser.add_argument("--bootstrap-rows", type=int, default=5452, help="rows of the synthetic split")
+    parser.add_argument("--bootstrap-resamples", type=int, default=1000)
+    parser.add_argument("--bootstrap-only", action="store_true", help="run only the bootstrap benchmark")
     args = parser.parse_args(argv)
+    bench_bootstrap(args.bootstrap_rows, args.bootstrap_resamples)
+    bench_compare(args.bootstrap_rows, args.bootstrap_resamples)
+    if args.bootstrap_only:
+        return 0
     bench_generation(args.samples, args.repeats, args.max_new_tokens, args.batch_size, args.threads)
     bench_resume_overhead(args.resume_samples, args.max_new_tokens, args.batch_size, args.repeats)
     if not args.skip_endpoint:

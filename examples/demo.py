@@ -1,7 +1,8 @@
 """`make demo`: the main job on the embedded default, end to end.
 
 1. build the synthetic sample release (examples/mm-skin-sample, the authors' layout) into a
-   Hub-ready folder with `mm-skin build`;
+   Hub-ready folder with `mm-skin build`, then audit it with `mm-skin audit` (duplicate images
+   and texts, and how much of the test split has a twin in train: demo-out/audit/audit.md);
 2. load every config of it with plain `datasets.load_dataset`, as a user of the Hub folder would;
 3. answer a question about a sample image with the `skinvl-tiny` preset (random weights: the
    answer is gibberish by design; it shows the plumbing, not a diagnosis);
@@ -37,6 +38,7 @@ def main() -> int:
     OUT.mkdir()
     folder = OUT / "mm-skin"
     run("mm-skin", "build", str(SAMPLE), "--out", str(folder))
+    run("mm-skin", "audit", str(folder), "--out", str(OUT / "audit"))
 
     print("\n# load_dataset on the built folder, every config (no code of ours involved)")
     loader = (
@@ -56,7 +58,8 @@ def main() -> int:
 
     run("skinvl", "eval", "vqa", "--model", "skinvl-tiny", "--data", str(folder),
         "--split", "test", "--batch-size", "8", "--max-new-tokens", "16", "--out", str(OUT / "eval-vqa"))
-    print(f"\nDone. Built folder: {folder}; evaluation report: {OUT / 'eval-vqa'}")
+    print(f"\nDone. Built folder: {folder}; audit: {OUT / 'audit' / 'audit.md'}; "
+          f"evaluation report: {OUT / 'eval-vqa'}")
     return 0
 
 

@@ -287,7 +287,8 @@ def split_summary(collected: Collected, pairs: list[ImagePair], test: str, train
     """How many ``test`` images and QA pairs have a twin in ``train``.
 
     Images: the same image id in both splits (the official split is by QA pair), an exact twin
-    under another id, a near twin. QA pairs: whose image is (or has a twin) in train; whose
+    under another id, a near twin (and, in ``train_twins_of_test``, the train images that are
+    those exact / near twins under another id). QA pairs: whose image is (or has a twin) in train; whose
     question is asked in train about the same image or a twin; whose normalised question +
     answer text is in train (on any image), exactly or nearly.
     """
@@ -298,6 +299,9 @@ def split_summary(collected: Collected, pairs: list[ImagePair], test: str, train
     same = test_keys & train_keys
     exact = {k for k in test_keys - same if twins[k]["exact"] & train_keys}
     near = {k for k in test_keys - same - exact if twins[k]["near"] & train_keys}
+    # the train side of those twins: what `image_in_test` (same id) does not filter out
+    train_exact = {t for k in test_keys for t in twins[k]["exact"] & train_keys} - test_keys
+    train_near = {t for k in test_keys for t in twins[k]["near"] & train_keys} - test_keys - train_exact
     leaked = same | exact | near
     cluster = _clusters(where, pairs)
     train_qa = {r.qa for r in collected.qa if r.split == train}
@@ -316,6 +320,7 @@ def split_summary(collected: Collected, pairs: list[ImagePair], test: str, train
                                 for r in test_qa),
         },
         "test_image_ids_in_train": sorted(leaked),
+        "train_twins_of_test": {"exact": sorted(train_exact), "near": sorted(train_near)},
     }
 
 
@@ -359,11 +364,14 @@ def _open_dataset(dataset: str) -> tuple[Callable[[], Iterator[SourceRow]], int 
 
 
 def audit(dataset: str | os.PathLike[str], against: Iterable[str | os.PathLike[str]] = (),
-          out: str | os.PathLike[str] = "audit", num_proc: int = 1, progress: bool = True) -> dict[str, Any]:
+          out: str | os.PathLike[str] = "audit", num_proc: int = 1, progress: bool = True,
+          *, name: str | None = None) -> dict[str, Any]:
     """Audit ``dataset`` (a built folder or a Hub id) and ``against`` folders; write into ``out``.
 
-    Returns the report audit.json holds (``summary``, ``image_pairs``, ``texts``, ...).
-    Raises :class:`~mm_skin.audit_sources.AuditInputError` (one line) on bad input.
+    Returns the report audit.json holds (``summary``, ``image_pairs``, ``texts``, ...); its
+    ``dataset`` is ``name`` when given (``mm-skin build --audit`` audits a temporary folder
+    and names the folder it becomes). Raises :class:`~mm_skin.audit_sources.AuditInputError`
+    (one line) on bad input.
     """
     if num_proc < 1:
         raise AuditInputError(f"--num-proc {num_proc}: give 1 or more processes")
@@ -391,7 +399,7 @@ def audit(dataset: str | os.PathLike[str], against: Iterable[str | os.PathLike[s
         near_qa[pair["b"]].add(pair["a"])
     splits = _splits_of(itertools.chain.from_iterable(collected.images.where.values()))
     report = {
-        "dataset": os.fspath(dataset),
+        "dataset": name or os.fspath(dataset),
         "rows": collected.rows,
         "images": {"ids": sum(not _is_against(k) for k in collected.images.where),
                    "distinct_contents": len(collected.images.fingerprints)},
@@ -455,7 +463,12 @@ def run_audit_command(options: AuditOptions) -> int:
     except AuditInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return int(ExitCode.BAD_INPUT)
-    near = sum(pair["kind"] == "near" for pair in report["image_pairs"])
-    print(f"audit: {len(report['image_pairs']) - near} exact and {near} near-duplicate image pairs, "
-          f"{len(report['errors'])} unreadable images; see {Path(options.out) / 'audit.md'}")
+    print(summary_line(report, options.out))
     return int(ExitCode.OK)
+
+
+def summary_line(report: dict[str, Any], out: str | os.PathLike[str]) -> str:
+    """The one line both commands print after an audit: pairs found, unreadable images, where."""
+    near = sum(pair["kind"] == "near" for pair in report["image_pairs"])
+    return (f"audit: {len(report['image_pairs']) - near} exact and {near} near-duplicate image pairs, "
+            f"{len(report['errors'])} unreadable images; see {Path(out) / 'audit.md'}")

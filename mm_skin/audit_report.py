@@ -20,6 +20,7 @@ CONTACT_PAIRS = 16  # closest near-duplicate pairs shown
 _TILE = 240  # pixels per image on the sheet
 _LISTED_PAIRS = 50  # image pairs listed in audit.md (all of them are in audit.json)
 _LISTED_TEXTS = 5  # examples per text field in audit.md
+_INLINE_IDS = 100  # exact-twin ids written into the card's filter snippet; more: see audit.json
 
 
 def _row(cells: list[Any]) -> str:
@@ -30,38 +31,83 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [_row(header), _row(["---"] * len(header)), *(_row(row) for row in rows)]
 
 
-def render_card_section(summary: dict[str, Any], repo_id: str = "<namespace>/mm-skin") -> str:
+def render_card_section(summary: dict[str, Any] | None, repo_id: str = "<namespace>/mm-skin") -> str:
     """The card's "Duplicates and overlap" section (markdown) from an audit ``summary``.
+
+    ``summary`` None: the build ran no audit; the section says so and names the command.
+    ``repo_id`` is what the section's snippet passes to ``load_dataset``.
 
     >>> print(render_card_section({"splits": {}, "against": {}}).splitlines()[0])
     ## Duplicates and overlap
+    >>> "not audited" in render_card_section(None)
+    True
     """
-    lines = ["## Duplicates and overlap", "",
-             "Counted by `mm-skin audit` (exact: same bytes or same pixels; near: perceptual hashes "
-             "robust to resizing, re-compression, small crops and colour shifts). MM-Skin's official "
-             "split is by QA pair, not by image, so a test image can also have (other) QA pairs in train.", ""]
+    lines = ["## Duplicates and overlap", ""]
+    if summary is None:
+        return "\n".join(lines + [
+            "This build was not audited. `mm-skin audit FOLDER_OR_REPO_ID --out audit` finds exact and "
+            "near-duplicate images and texts and counts the test images and QA pairs that have a twin "
+            "in train (audit.json, audit.md and a contact sheet in `audit/`); "
+            "`mm-skin build RELEASE --out mm-skin --audit` puts those numbers here. MM-Skin's official "
+            "split is by QA pair, not by image, so a test image can also have (other) QA pairs in train.",
+            ""] + _leak_free(repo_id, []))
+    lines += ["Counted by `mm-skin audit` (exact: same bytes or same pixels; near: perceptual hashes "
+              "robust to resizing, re-compression, small crops and colour shifts). MM-Skin's official "
+              "split is by QA pair, not by image, so a test image can also have (other) QA pairs in train.", ""]
     for name, split in summary.get("splits", {}).items():
-        images, qa = split["images"], split["qa_pairs"]
-        lines += [f"**{name}** images:", ""] + _table(
-            ["test images", "same image id in train", "exact twin in train", "near twin in train",
-             "any of these"],
-            [[images["test"], images["same_image_id"], images["exact_twin"], images["near_twin"],
-              images["any_twin"]]]) + ["", f"**{name}** QA pairs:", ""] + _table(
-            ["test QA pairs", "image in train", "same question on the same or a twin image in train",
-             "same question+answer text in train", "near question+answer text in train"],
-            [[qa["test"], qa["image_in_train"], qa["same_question_on_same_or_twin_image"],
-              qa["same_qa_text"], qa["near_qa_text"]]]) + [""]
+        lines += _split_tables(name, split)
     for name, folder in summary.get("against", {}).items():
         twins = ", ".join(f"{counts['exact']} exact / {counts['near']} near in {split}"
                           for split, counts in folder["twin_in_split"].items())
         lines += [f"- `{name}` ({folder['images']} images): images with a twin: {twins}."]
-    lines += ["", "A training set without the test images (same id) is one filter away:", "",
-              "```python", "from datasets import load_dataset", "",
-              f'train = load_dataset("{repo_id}", "vqa", split="train")',
-              'train = train.filter(lambda row: not row["image_in_test"])', "```", "",
-              "The ids of the test images with a twin of any kind in train are listed in the "
-              "audit's `audit.json` (`summary.splits.*.test_image_ids_in_train`).", ""]
+    if summary.get("against"):
+        lines += [""]
+    exact, near = (sorted({key for split in summary.get("splits", {}).values()
+                           for key in split.get("train_twins_of_test", {}).get(kind, [])})
+                   for kind in ("exact", "near"))
+    lines += _leak_free(repo_id, exact)
+    if near:
+        lines += [f"Train images that are near twins of test images under another id: {len(near)}. They are "
+                  f"candidates to judge by eye on the audit's `{CONTACT_SHEET}`, not verdicts (perceptual hashes "
+                  "also pair distinct figures that share a layout, e.g. dermoscopy's dark round field of view).", ""]
+    lines += ["`mm-skin audit` on this dataset writes every pair to `audit.json` (the test ids with a "
+              "twin in train: `summary.splits.*.test_image_ids_in_train`; the train ids that are their "
+              "twins: `summary.splits.*.train_twins_of_test`).", ""]
     return "\n".join(lines)
+
+
+def _split_tables(name: str, split: dict[str, Any]) -> list[str]:
+    """The images table and the QA pairs table of one split pair (e.g. ``test vs train``)."""
+    images, qa = split["images"], split["qa_pairs"]
+    return [f"**{name}** images:", ""] + _table(
+        ["test images", "same image id in train", "exact twin in train", "near twin in train", "any of these"],
+        [[images["test"], images["same_image_id"], images["exact_twin"], images["near_twin"], images["any_twin"]]],
+    ) + ["", f"**{name}** QA pairs:", ""] + _table(
+        ["test QA pairs", "image in train", "same question on the same or a twin image in train",
+         "same question+answer text in train", "near question+answer text in train"],
+        [[qa["test"], qa["image_in_train"], qa["same_question_on_same_or_twin_image"], qa["same_qa_text"],
+          qa["near_qa_text"]]],
+    ) + [""]
+
+
+def _leak_free(repo_id: str, exact_twins: list[str]) -> list[str]:
+    """How to get the training set without the test images: the ``image_in_test`` filter, plus
+    the train images that are exact twins of test images under another id when they are few."""
+    inline = 0 < len(exact_twins) <= _INLINE_IDS
+    lines = [("A training set without the test images (by image id) and their exact twins under other ids:"
+              if inline else "A training set without the test images (by image id) is one filter away:"),
+             "", "```python", "from datasets import load_dataset", "",
+             f'train = load_dataset("{repo_id}", "vqa", split="train")  # the Hub repo id, or the built folder']
+    if not inline:
+        lines += ['train = train.filter(lambda row: not row["image_in_test"])', "```", ""]
+        if exact_twins:
+            lines += ["Train images that are exact twins of test images under another id (same bytes or "
+                      f"pixels): {len(exact_twins)}; drop them too (their ids are in `audit.json`, below).", ""]
+        return lines
+    ids = ", ".join(json.dumps(key) for key in exact_twins)  # a valid Python string literal
+    return lines + [f"exact_twins = {{{ids}}}  # train images with the same bytes or pixels as a test image",
+                    'train = train.filter(lambda row: not row["image_in_test"] and row["image_id"] not in exact_twins)',
+                    "```", ""]
 
 
 def _side(side: dict[str, Any]) -> str:
@@ -75,7 +121,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _table(["config/split", "rows"], [[label, n] for label, n in sorted(report["rows"].items())])
     lines += ["", f"{report['images']['ids']} image ids, {report['images']['distinct_contents']} distinct "
               f"image contents. Thresholds: {json.dumps(report['thresholds'])}.", ""]
-    lines += render_card_section(report["summary"]).splitlines()
+    lines += render_card_section(report["summary"], report["dataset"]).splitlines()
     counts = Counter((pair["kind"], pair["match"]) for pair in pairs)
     lines += ["", "## Image pairs", ""] + _table(
         ["kind", "match", "pairs"], [[kind, match, n] for (kind, match), n in sorted(counts.items())])

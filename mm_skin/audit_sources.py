@@ -25,6 +25,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
+from mm_skin.paths import UnsafePathError, is_inside, resolve_inside
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _BATCH_ROWS = 64  # Parquet rows per read: a few MB of image bytes in memory at a time
@@ -96,14 +98,16 @@ def source_row(config: str, split: str, index: int, record: dict[str, Any]) -> S
 
 def _inside(root: Path, relative: str, what: str) -> list[Path]:
     """The regular files ``relative`` (a path or glob) names inside ``root``; one-line error else."""
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+    try:
+        literal = resolve_inside(root, relative, what="data file paths", where="the folder")
+    except UnsafePathError as reason:
         raise AuditInputError(f"{root / 'README.md'}: data file {relative!r} of {what} is outside the "
-                              "folder; rebuild the folder with `mm-skin build`")
-    matches = sorted(root.glob(relative)) if any(c in relative for c in "*?[") else [root / relative]
+                              f"folder ({reason}); rebuild the folder with `mm-skin build`") from None
+    matches = sorted(root.glob(relative)) if any(c in relative for c in "*?[") else [literal]
     files = []
     for path in matches:
         resolved = path.resolve()
-        if not resolved.is_relative_to(root) or not resolved.is_file():
+        if not is_inside(resolved, root) or not resolved.is_file():
             raise AuditInputError(f"{root / 'README.md'}: data file {relative!r} of {what} is not a "
                                   "regular file inside the folder; rebuild the folder with `mm-skin build`")
         files.append(resolved)

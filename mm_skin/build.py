@@ -26,8 +26,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mm_skin.card import render_card, start_card_imports
+from mm_skin.audit_sources import AuditInputError
+from mm_skin.card import card_context, render_dataset_card, start_card_imports
 from mm_skin.parquet import WRITE_BUDGET_BYTES, BackgroundWrites, ShardedParquetWriter, parse_size
+from mm_skin.paths import is_inside
 from mm_skin.release import ReleasePlan, load_release, parse_modality_map
 from mm_skin.report import BuildReport, ReleaseError, StrictError
 from mm_skin.schema import ALL_CONFIGS, MODALITIES, features_for
@@ -45,6 +47,8 @@ class BuildResult:
     report: BuildReport
     shards: Shards
     seconds: float
+    audit: dict[str, Any] | None = None  # the audit's report (audit.json) when built with audit=True
+    audit_out: Path | None = None  # where audit.json, audit.md and near_duplicates.png were written
 
 
 def _modality_lookup(modality_map: dict[str, str] | Sequence[str] | None) -> dict[str, str]:
@@ -127,11 +131,38 @@ def _refuse_overlap(out: Path, inputs: Sequence[str | os.PathLike[str] | None]) 
         if given is None:
             continue
         real = Path(given).resolve()
-        if real == out or out in real.parents or (i == 0 and real in out.parents):
+        if is_inside(real, out) or (i == 0 and is_inside(out, real)):
             what = "the release" if i == 0 else "an input file"
             raise ReleaseError(
                 f"--out {out}: overlaps {what} {given} (building there could delete it); choose an --out outside it"
             )
+
+
+def default_audit_out(out: Path) -> Path:
+    """Where ``mm-skin build --audit`` writes the audit's files by default: ``OUT.audit`` beside
+    OUT, outside the folder that gets pushed (only the card section goes into OUT)."""
+    return out.parent / f"{out.name}.audit"
+
+
+def _audit_out_path(audit: bool, audit_out: str | os.PathLike[str] | None, *, card: bool, out: Path,
+                    source: str | os.PathLike[str]) -> Path | None:
+    """The audit's output folder (None without ``audit``): not OUT or inside it (OUT is replaced
+    and pushed whole), not the release or inside it, and not a file."""
+    if not audit:
+        if audit_out is not None:
+            raise ReleaseError(f"--audit-out {audit_out}: given without --audit; pass --audit too (or drop --audit-out)")
+        return None
+    if not card:
+        raise ReleaseError("audit=True needs card=True: the audit reads the configs from the card")
+    path = default_audit_out(out) if audit_out is None else Path(audit_out).resolve()
+    release = Path(source).resolve()
+    for folder, what in ((out, "--out"), (release, "the release")):
+        if is_inside(path, folder):
+            raise ReleaseError(f"--audit-out {path}: inside {what} {folder}; the audit's files do not belong "
+                               "there: choose a folder outside it (default: OUT.audit beside OUT)")
+    if path.exists() and not path.is_dir():
+        raise ReleaseError(f"--audit-out {path}: a file is there; give a folder (it is created if missing)")
+    return path
 
 
 def is_our_build(folder: Path) -> bool:
@@ -265,6 +296,8 @@ def build(
     max_shard_size: str | int = "500MB",
     progress: bool = False,
     card: bool = True,
+    audit: bool = False,
+    audit_out: str | os.PathLike[str] | None = None,
 ) -> BuildResult:
     """Build the Hub-ready MM-Skin folder ``out`` from the release at ``source``.
 
@@ -275,10 +308,16 @@ def build(
     earlier build (or ``force``); ``out`` may not overlap the release. Raises
     :class:`ReleaseError` (bad input, unwritable ``out``) or :class:`StrictError` (``strict`` and
     some rows would be left out or carry a warning); ``out`` is then untouched.
+
+    ``audit``: run :func:`mm_skin.audit.audit` on the finished folder before it replaces ``out``
+    and put its summary on the card ("Duplicates and overlap"); its audit.json, audit.md and
+    near_duplicates.png go to ``audit_out`` (default :func:`default_audit_out`: ``OUT.audit``
+    beside ``out``, never inside it), fingerprinted in ``num_proc`` processes.
     """
     t0 = time.perf_counter()
     out_path = _out_path(out)
     _refuse_overlap(out_path, [source, test_csv, *(instruct_json or [])])
+    audit_path = _audit_out_path(audit, audit_out, card=card, out=out_path, source=source)
     if os.path.lexists(out_path):
         _check_replaceable(out_path, overwrite=overwrite, force=force)
     plan = load_release(source, test_csv=test_csv, instruct_json=instruct_json, modality_map=_modality_lookup(modality_map))
@@ -292,13 +331,18 @@ def build(
     except OSError as e:
         raise ReleaseError(f"--out {out}: cannot create it ({e.strerror or e}); choose a folder you can write to") from None
     tmp: Path | None = None
+    num_proc = num_proc or min(4, os.cpu_count() or 1)
     with _terminate_cleanly():
         try:
             # unique per process AND call: builds in threads of one process do not share it
             tmp = out_path.parent / f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
             tmp.mkdir()
-            shards = _write_folder(plan, tmp, strict=strict, card=card, progress=progress,
-                                   num_proc=num_proc or min(4, os.cpu_count() or 1), max_shard_bytes=max_shard_bytes)
+            shards, context = _write_folder(plan, tmp, strict=strict, card=card, progress=progress,
+                                            num_proc=num_proc, max_shard_bytes=max_shard_bytes)
+            audited = None
+            if audit_path is not None and context is not None:
+                audited = _audit_into_card(tmp, context, name=str(out_path), out=audit_path, num_proc=num_proc,
+                                           progress=progress)
             _move_into_place(tmp, out_path, overwrite=overwrite, force=force)
         except BaseException as e:
             if tmp is not None:
@@ -308,12 +352,14 @@ def build(
             if isinstance(e, OSError):
                 raise _write_error(e, out_path) from None
             raise
-    return BuildResult(out=out_path, report=plan.report, shards=shards, seconds=time.perf_counter() - t0)
+    return BuildResult(out=out_path, report=plan.report, shards=shards, seconds=time.perf_counter() - t0,
+                       audit=audited, audit_out=audit_path)
 
 
 def _write_folder(plan: ReleasePlan, tmp: Path, *, strict: bool, card: bool, progress: bool, num_proc: int,
-                  max_shard_bytes: int) -> Shards:
-    """Shards, build_report.json and the card into ``tmp``; :class:`StrictError` under ``strict``."""
+                  max_shard_bytes: int) -> tuple[Shards, dict[str, Any] | None]:
+    """Shards, build_report.json and the card into ``tmp``; :class:`StrictError` under ``strict``.
+    Returns the shards and the card's template context (None without a card)."""
     report = plan.report
     card_imports = start_card_imports() if card else None
     shards = _write_shards(plan, tmp, num_proc=num_proc, max_shard_bytes=max_shard_bytes, progress=progress)
@@ -323,7 +369,27 @@ def _write_folder(plan: ReleasePlan, tmp: Path, *, strict: bool, card: bool, pro
             + report.summary()
         )
     (tmp / "build_report.json").write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if card_imports is not None:
-        card_imports.join()
-        (tmp / "README.md").write_text(render_card(tmp, shards, report), encoding="utf-8")
-    return shards
+    if card_imports is None:
+        return shards, None
+    card_imports.join()
+    context = card_context(tmp, shards, report)
+    (tmp / "README.md").write_text(render_dataset_card(context), encoding="utf-8")
+    return shards, context
+
+
+def _audit_into_card(tmp: Path, context: dict[str, Any], *, name: str, out: Path, num_proc: int,
+                     progress: bool) -> dict[str, Any]:
+    """Audit the finished folder ``tmp`` (the audit reads its configs from the card just written),
+    write the audit's files into ``out``, and write the card again with the audit's section."""
+    # imported here: the hashing and MinHash libraries take ~1 s to import, for builds with --audit only
+    from mm_skin.audit import audit
+
+    try:
+        found = audit(tmp, out=out, num_proc=num_proc, progress=progress, name=name)
+    except AuditInputError as e:
+        raise ReleaseError(f"--audit: {e}") from None
+    except OSError as e:  # not the build's own --out: say which folder could not be written
+        raise ReleaseError(f"--audit-out {out}: the audit could not write its files ({e.strerror or e}); "
+                           "choose a writable folder") from None
+    (tmp / "README.md").write_text(render_dataset_card(context, found["summary"]), encoding="utf-8")
+    return found

@@ -23,12 +23,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mm_skin import __version__
+from mm_skin.audit_report import render_card_section
 from mm_skin.report import BuildReport
 from mm_skin.schema import ALL_CONFIGS, DEFAULT_CONFIG, MODALITIES, SPLITS, TEXTBOOKS, features_for
 
 _TOP = Path(__file__).resolve().parent.parent
 CARDS_DIR: Path = next((d for d in (_TOP / "cards", _TOP / "mm_skin_cards") if d.is_dir()), _TOP / "cards")
 DATASET_CARD_TEMPLATE = "dataset_card.md.jinja"
+# What the card's snippets pass to load_dataset: the folder's default name, run beside it (a
+# reader of the Hub copy puts the repo id there).
+LOAD_NAME = "mm-skin"
 # One BibTeX entry for both cards (cards/citation.bib), read where it is needed.
 CITATION_FILE = CARDS_DIR / "citation.bib"
 
@@ -175,8 +179,9 @@ def _card_configs(shards: dict[str, dict[str, list[str]]], stats: dict[str, Any]
     return configs, infos
 
 
-def render_card(folder: Path, shards: dict[str, dict[str, list[str]]], report: BuildReport) -> str:
-    """Render cards/dataset_card.md.jinja for a built folder (also draws assets/statistics.png)."""
+def card_context(folder: Path, shards: dict[str, dict[str, list[str]]], report: BuildReport) -> dict[str, Any]:
+    """What cards/dataset_card.md.jinja needs of a built folder, but the audit section
+    (computes the statistics and draws assets/statistics.png once)."""
     import yaml
 
     stats = compute_statistics(folder, shards)
@@ -187,8 +192,7 @@ def render_card(folder: Path, shards: dict[str, dict[str, list[str]]], report: B
     def dump(obj: Any) -> str:
         return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, width=1000).rstrip()
 
-    return render_template(
-        DATASET_CARD_TEMPLATE,
+    return dict(
         configs_yaml=dump({"configs": configs}),
         dataset_info_yaml=dump({"dataset_info": infos}),
         size_category=_size_category(total_rows),
@@ -207,4 +211,18 @@ def render_card(folder: Path, shards: dict[str, dict[str, list[str]]], report: B
         synthetic=report.synthetic,
         citation=citation(),
         version=__version__,
+        load_name=LOAD_NAME,
     )
+
+
+def render_dataset_card(context: dict[str, Any], audit_summary: dict[str, Any] | None = None) -> str:
+    """The dataset card from :func:`card_context`, with the "Duplicates and overlap" section of
+    an audit's ``summary`` (``None``: the section says the build was not audited)."""
+    return render_template(DATASET_CARD_TEMPLATE, **context,
+                           audit_section=render_card_section(audit_summary, LOAD_NAME).rstrip())
+
+
+def render_card(folder: Path, shards: dict[str, dict[str, list[str]]], report: BuildReport,
+                audit_summary: dict[str, Any] | None = None) -> str:
+    """Render cards/dataset_card.md.jinja for a built folder (also draws assets/statistics.png)."""
+    return render_dataset_card(card_context(folder, shards, report), audit_summary)

@@ -36,6 +36,7 @@ from typing import Any
 
 from mm_skin import __version__
 from mm_skin.cli import ExitCode
+from mm_skin.paths import UnsafePathError, is_inside, relative_parts
 
 REPO_TYPES = ("dataset", "model", "space")
 # Not dot-entries, but never part of a dataset / model / Space either.
@@ -103,12 +104,11 @@ def _left_out(root: Path, path: Path, name: str, is_dir: bool) -> str | None:
     if name in _CACHE_NAMES or (not is_dir and name.endswith(_CACHE_SUFFIXES)):
         return "cache"
     if path.is_symlink():
-        target = path.resolve()
-        if target != root and root not in target.parents:
+        if not is_inside(path, root):
             return "symlink leaving the folder"
         if is_dir:
             return "symlinked folder, not followed"
-        if any(part.startswith(".") for part in target.relative_to(root).parts):
+        if any(part.startswith(".") for part in path.resolve().relative_to(root).parts):
             return "symlink to a dot-file"
     if not is_dir:
         try:
@@ -417,6 +417,12 @@ def _count_rows(
         patterns = data_files["path"] if isinstance(data_files["path"], list) else [data_files["path"]]
         rows = 0
         for pattern in patterns:
+            try:  # a pattern from the card: absolute or "../" would glob outside the folder (a
+                # symlink leaving it is found below: it is not among the uploaded files)
+                relative_parts(pattern, what="data file paths", where="the folder")
+            except UnsafePathError as reason:
+                raise PushError(f"{readme}: config {name!r} split {split!r} names {pattern!r}: {reason}; "
+                                "rebuild the folder with `mm-skin build`", ExitCode.BAD_INPUT) from None
             matches = sorted(root.glob(pattern))
             if not matches:
                 raise PushError(f"{readme}: config {name!r} split {split!r} names {pattern!r}, which is not in {root}",

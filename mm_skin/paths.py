@@ -1,9 +1,13 @@
 """Paths read from data files stay inside their root: the ONE check for every such path.
 
-Image paths in caption.csv, VQA.csv, the test CSV and the LLaVA JSON (and, in ``skinvl``, the
-image paths of evaluation label CSVs) are data, not trusted input. :func:`resolve_inside`
-confines one of them to its root BEFORE anything is opened: absolute paths, ``..`` and
-symlinks that lead out of the root are refused with a reason that goes into the report.
+Image paths in caption.csv, VQA.csv, the test CSV and the LLaVA JSON, the data file paths in a
+dataset card's ``configs`` (``mm-skin audit``, ``mm-skin push``), and, in ``skinvl``, the image
+paths of evaluation label CSVs and the file names in a checkpoint's index JSON are data, not
+trusted input. :func:`resolve_inside` confines one of them to its root BEFORE anything is opened:
+absolute paths, ``..`` and symlinks that lead out of the root are refused with a reason that
+each caller words into its own one-line error. :func:`is_inside` is the same test for a path that
+is already a filesystem path (a symlink met while walking a folder to upload, an absolute image
+path ``datasets`` stored for a local file).
 
 >>> resolve_inside("/srv/release", "/etc/passwd")
 Traceback (most recent call last):
@@ -41,6 +45,24 @@ def resolve_inside(root: str | os.PathLike[str], value: str, *, what: str = "ima
     (e.g. ``what="label CSV image paths", where="--images"``). Whether the file exists is not
     checked: a missing file is the caller's "missing file".
     """
+    parts = relative_parts(value, what=what, where=where)
+    base = Path(root).resolve()
+    real = base.joinpath(*parts).resolve()
+    if real != base and base not in real.parents:
+        raise UnsafePathError(f"a symlink leads outside {where} ({what} must stay inside it)")
+    return real
+
+
+def relative_parts(value: str, *, what: str = "image paths", where: str = "the release folder") -> tuple[str, ...]:
+    """The components of ``value`` when, read as text, it names a place under its root.
+
+    The half of :func:`resolve_inside` that opens nothing (for a glob pattern, whose matches are
+    checked one by one): an empty value, a NUL byte, an absolute or drive/UNC path and any ``..``
+    component raise :class:`UnsafePathError`.
+
+    >>> relative_parts("dataset\\\\bk1_2.png")  # '\\' separators too
+    ('dataset', 'bk1_2.png')
+    """
     text = value.strip().replace("\\", "/")
     if not text:
         raise UnsafePathError("empty path")
@@ -51,11 +73,7 @@ def resolve_inside(root: str | os.PathLike[str], value: str, *, what: str = "ima
     parts = PurePosixPath(text).parts
     if ".." in parts:
         raise UnsafePathError(f"'..' in the path ({what} must stay inside {where})")
-    base = Path(root).resolve()
-    real = base.joinpath(*parts).resolve()
-    if real != base and base not in real.parents:
-        raise UnsafePathError(f"a symlink leads outside {where} ({what} must stay inside it)")
-    return real
+    return parts
 
 
 def is_inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:

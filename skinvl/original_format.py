@@ -41,6 +41,8 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
+from mm_skin.paths import UnsafePathError, resolve_inside
+
 from .configuration_skinvl import SkinVLConfig
 from .modeling_skinvl import SkinVLForConditionalGeneration
 from .processing_skinvl import DEFAULT_TEMPLATE
@@ -104,13 +106,17 @@ def read_json_object(path: Path) -> dict[str, Any]:
 def checked_file(folder: Path, name: str, listed_in: Path | None = None) -> Path:
     """``folder / name`` when it resolves (symlinks followed) to a regular file inside ``folder``."""
     where = f"{listed_in} names {name!r}" if listed_in else f"{folder}/{name}"
-    if not isinstance(name, str) or not (folder / name).resolve().is_relative_to(folder.resolve()):
+    try:
+        if not isinstance(name, str):
+            raise UnsafePathError(f"a JSON {type(name).__name__}, not a file name")
+        real = resolve_inside(folder, name, what="file names", where="the checkpoint's folder")
+    except UnsafePathError as reason:
         raise OriginalFormatError(
-            f"{where}, which lies outside {folder}: a checkpoint may only use files inside its own "
-            "folder; fix the name (or copy the file into the folder)."
-        )
+            f"{where}, which lies outside {folder} ({reason}): a checkpoint may only use files inside its "
+            "own folder; fix the name (or copy the file into the folder)."
+        ) from None
     path = folder / name
-    if not path.resolve().is_file():
+    if not real.is_file():
         state = "does not exist" if not path.exists() else "is not a regular file"
         raise OriginalFormatError(f"{where}, which {state}; restore the file or fix the name.")
     return path

@@ -265,6 +265,15 @@ def test_card_section_from_a_real_audit(planted_folder, tmp_path):
     assert section.startswith("## Duplicates and overlap")
     assert "| 5 | 1 | 2 | 1 | 4 |" in section  # test images, same id, exact, near, any
     assert 'load_dataset("me/mm-skin", "vqa", split="train")' in section and "image_in_test" in section
+    # the train side of the twins: exact ones go into the filter, near ones are left to judge by eye
+    assert report["summary"]["splits"]["test vs train"]["train_twins_of_test"] == {
+        "exact": ["bk1_0", "bk1_1"], "near": ["bk1_2"]}
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'exact_twins = {"bk1_0", "bk1_1"}' in snippet and 'row["image_id"] not in exact_twins' in snippet
+    compile(snippet, "card snippet", "exec")
+    assert "near twins of test images under another id: 1." in section and "near_duplicates.png" in section
+    not_run = render_card_section(None, "me/mm-skin")
+    assert "not audited" in not_run and "mm-skin audit" in not_run and "| 5 |" not in not_run
 
 
 def test_audit_imports_no_torch():
@@ -282,3 +291,13 @@ def test_command_line_derived_from_audit_options(planted_folder, tmp_path, capsy
     assert code == ExitCode.OK
     assert "2 exact and 1 near-duplicate image pairs" in capsys.readouterr().out
     assert (tmp_path / "o" / "audit.json").is_file()
+
+
+def test_card_section_leaves_a_long_list_of_exact_twins_to_audit_json():
+    split = {"images": dict.fromkeys(("test", "same_image_id", "exact_twin", "near_twin", "any_twin"), 0),
+             "qa_pairs": dict.fromkeys(("test", "image_in_train", "same_question_on_same_or_twin_image",
+                                        "same_qa_text", "near_qa_text"), 0),
+             "train_twins_of_test": {"exact": [f"bk1_{i}" for i in range(101)], "near": []}}
+    section = render_card_section({"splits": {"test vs train": split}, "against": {}}, "me/mm-skin")
+    assert "exact_twins =" not in section and "(same bytes or pixels): 101; drop them too" in section
+    assert 'train.filter(lambda row: not row["image_in_test"])' in section

@@ -689,3 +689,83 @@ def test_vqa_answer_type_and_image_in_test(tmp_path: Path) -> None:
     assert test[0]["question_id"].startswith("MM-Skin_test-2-")
     leak_free = ds["train"].filter(lambda row: not row["image_in_test"])
     assert not set(leak_free["image_id"]) & set(ds["test"]["image_id"]) and len(leak_free) == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 13: `mm-skin build --audit` puts the audit's summary on the card
+# --------------------------------------------------------------------------------------------
+
+
+def test_build_with_audit_puts_the_real_audit_on_the_card(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from huggingface_hub import DatasetCard
+
+    from mm_skin.audit_report import render_card_section
+    from mm_skin.hub import validate_folder
+
+    out = tmp_path / "mm-skin"
+    assert mm.main(["build", str(SAMPLE), "--out", str(out), "--num-proc", "1", "--audit"]) == ExitCode.OK
+    audit_dir = tmp_path / "mm-skin.audit"  # the documented default: beside OUT, never inside it
+    assert "see " + str(audit_dir / "audit.md") in capsys.readouterr().err
+    assert sorted(p.name for p in audit_dir.iterdir()) == ["audit.json", "audit.md", "near_duplicates.png"]
+    assert not {"audit.json", "audit.md", "near_duplicates.png"} & {p.name for p in out.rglob("*")}
+    report = json.loads((audit_dir / "audit.json").read_text())
+    assert report["dataset"] == str(out)  # the folder it became, not the temporary one it audited
+    card = DatasetCard.load(out / "README.md")
+    assert [c["config_name"] for c in card.data.to_dict()["configs"] if c.get("default")] == ["vqa"]
+    # the section on the card is the one rendered from audit.json's summary, numbers and all
+    assert render_card_section(report["summary"], "mm-skin").strip() in card.text
+    images = report["summary"]["splits"]["test vs train"]["images"]
+    assert images["test"] == 11 and images["same_image_id"] == 10  # the sample's 10 shared test images
+    assert f"| {images['test']} | {images['same_image_id']} | {images['exact_twin']} | {images['near_twin']} | " \
+           f"{images['any_twin']} |" in card.text
+    assert "not audited" not in card.text and 'filter(lambda row: not row["image_in_test"])' in card.text
+    assert validate_folder(out) == report_of(out)["written"]
+    # `mm-skin audit` on the built folder, as a user runs it, finds the same
+    proc = subprocess.run([sys.executable, "-m", "mm_skin_dataset", "audit", str(out), "--out", str(tmp_path / "again")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = json.loads((tmp_path / "again" / "audit.json").read_text())
+    assert again["summary"] == report["summary"] and again["image_pairs"] == report["image_pairs"]
+
+
+def test_card_without_audit_says_so_and_names_the_command(sample_out: Path) -> None:
+    body = (sample_out / "README.md").read_text()
+    section = body.split("## Duplicates and overlap", 1)[1].split("\n## ", 1)[0]
+    assert "This build was not audited" in section and "mm-skin audit FOLDER_OR_REPO_ID --out audit" in section
+    assert "mm-skin build RELEASE --out mm-skin --audit" in section and "image_in_test" in section
+    assert not (sample_out.parent / "mm-skin.audit").exists()
+
+
+def test_audit_out_is_refused_inside_out_or_the_release_or_without_audit(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_release(tmp_path / "rel")
+    (tmp_path / "file").write_text("x")
+    cases = [(["--audit", "--audit-out", str(tmp_path / "out" / "audit")], "inside --out"),
+             (["--audit", "--audit-out", str(src / "audit")], "inside the release"),
+             (["--audit", "--audit-out", str(tmp_path / "file")], "a file is there"),
+             (["--audit-out", str(tmp_path / "a")], "given without --audit")]
+    for flags, message in cases:
+        assert mm.main(["build", str(src), "--out", str(tmp_path / "out"), *flags]) == ExitCode.BAD_INPUT
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "rel"]
+    assert mm.main(["build", str(src), "--out", str(tmp_path / "out"), "--num-proc", "1", "--audit",
+                    "--audit-out", str(tmp_path / "reports")]) == ExitCode.OK
+    assert (tmp_path / "reports" / "audit.json").is_file() and not (tmp_path / "out.audit").exists()
+    assert "## Duplicates and overlap" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_card_data_files_outside_the_folder_are_refused_by_push_and_audit(sample_out: Path, tmp_path: Path) -> None:
+    from mm_skin.audit import AuditOptions, run_audit_command
+
+    folder = tmp_path / "copy"
+    shutil.copytree(sample_out, folder)
+    shutil.copy(sorted((folder / "vqa").glob("test-*.parquet"))[0], tmp_path / "secret.parquet")  # a valid shard
+    readme = folder / "README.md"
+    text = readme.read_text()
+    shard = re.search(r"vqa/test-[^\s]+\.parquet", text).group(0)
+    for outside in ("../secret.parquet", str(tmp_path / "secret.parquet")):
+        readme.write_text(text.replace(shard, outside, 1))
+        with pytest.raises(mm.PushError, match=r"names .*secret\.parquet.*(absolute path|'\.\.' in the path)"):
+            mm.validate_folder(folder)
+        assert run_audit_command(AuditOptions(dataset=str(folder), out=str(tmp_path / "a"))) == ExitCode.BAD_INPUT

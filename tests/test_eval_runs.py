@@ -49,6 +49,17 @@ def test_local_run_killed_and_resumed_equals_uninterrupted(vqa_folder, tmp_path)
         assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
 
 
+def test_resume_refuses_a_log_of_other_rows(vqa_folder, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "old"
+    out.mkdir()
+    # A log written with the row ids of an older version ({split}-{index}): resuming would drop it.
+    (out / "predictions.jsonl").write_text(json.dumps({"id": "test-00000", "question": "q", "prediction": "a",
+                                                       "status": "ok"}) + "\n")
+    assert main(_args(vqa_folder, out, "--resume", "--max-new-tokens", "2")) == 2
+    assert "none of its rows" in capsys.readouterr().err
+    assert json.loads((out / "predictions.jsonl").read_text())["id"] == "test-00000"  # left as it was
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,14 +9,19 @@ Modules, one per concern:
 - :mod:`~skinvl.evaluation.runs`: the predictions log, ``--resume``, data-parallel shards, provenance;
 - :mod:`~skinvl.evaluation.ask`: a logged run of a local model or an endpoint over a set of rows;
 - :mod:`~skinvl.evaluation.predictions`: read/write predictions files (CSV or JSONL);
+- :mod:`~skinvl.evaluation.foreign`: answers made elsewhere (our files, lmms-eval sample logs,
+  VLMEvalKit sheets) matched to a split's rows by id, with their coverage;
 - :mod:`~skinvl.evaluation.scoring`: the VQA metrics, ``paper`` and ``standard`` protocols;
 - :mod:`~skinvl.evaluation.vqa`: answers over a VQA split, then scoring;
 - :mod:`~skinvl.evaluation.labels`: the authors' classification label CSVs;
 - :mod:`~skinvl.evaluation.classification`: classification metrics and outputs;
 - :mod:`~skinvl.evaluation.zeroshot`: generative zero-shot classification;
 - :mod:`~skinvl.evaluation.probe`: the linear probe on projector features;
+- :mod:`~skinvl.evaluation.bootstrap`: paired bootstrap CIs (metrics recomputed per resample);
+- :mod:`~skinvl.evaluation.compare`: ``eval compare``, the leaderboard of several runs;
 - :mod:`~skinvl.evaluation.report`: results.json, Markdown, CSV and PNG outputs;
-- :mod:`~skinvl.evaluation.cli`: ``skinvl eval {vqa,score,zeroshot,probe}``.
+- :mod:`~skinvl.evaluation.cli`: ``skinvl eval {vqa,score,zeroshot,compare,probe}``;
+- ``lmms_eval_task/``: the ``mmskin_vqa`` task for ``lmms-eval --include_path``.
 
 results.json (``schema_version`` 1), common keys:
 
@@ -31,6 +36,10 @@ results.json (``schema_version`` 1), common keys:
 - ``unavailable``: ``{metric: {"reason", "fix"}}`` for metrics whose resources are missing; their
   value in ``metrics`` is null, never 0;
 - ``created_at`` and ``files`` (the other outputs, relative to the folder);
+- ``name``: the run's label in tables and cards (``--name``; default the model or the file name);
+- ``coverage``: ``{checked, rows_in_split, answered, fraction, complete, missing_count,
+  missing_ids}`` (``checked`` false when ``eval score`` had no ``--data``); answers made elsewhere
+  also record ``predictions_file`` and ``predictions_format`` (skinvl, lmms-eval, vlmevalkit);
 - runs that generate (vqa, zeroshot): ``name``, ``model_info`` (model, revision, weights hash,
   adapter, template), ``first_prompt``, ``decoding`` (+ seed), ``dataset_info`` (source, config,
   split, row count, ``row_ids_blake2b``), ``packages``, ``started_at`` / ``finished_at``,
@@ -39,6 +48,8 @@ results.json (``schema_version`` 1), common keys:
 Example::
 
     skinvl eval score --predictions preds.csv --out results/gpt4o
+    skinvl eval score --predictions logs/x_samples_mmskin_vqa.jsonl --data ./mm-skin --name LLaVA --out results/llava
+    skinvl eval compare results/skinvl results/llava results/gpt4o --out results/compare
     skinvl eval vqa --model zwq803/SkinVL-PubMM --data ./mm-skin --out results/skinvl
     skinvl eval vqa --endpoint http://127.0.0.1:8000 --model-name skinvl --data ./mm-skin --out results/served
 """

@@ -1,4 +1,4 @@
-"""``skinvl eval {vqa,score,zeroshot,probe}``: each sub-command derived from its options dataclass.
+"""``skinvl eval {vqa,score,zeroshot,compare,probe}``: each sub-command derived from its options dataclass.
 
 The options live next to the code that uses them (``VQAOptions`` in vqa.py, ``ZeroShotOptions``
 in zeroshot.py, ...); this file only wires them to ``mm_skin.cli.add_command`` and turns known
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mm_skin.cli import EXIT_CODES_HELP, ExitCode, OptionsParser, add_command
+from skinvl.evaluation.compare import CompareError, CompareOptions, compare_runs
 from skinvl.evaluation.endpoint import EndpointError
 from skinvl.evaluation.images import ImageFileError
 from skinvl.evaluation.labels import LabelFileError
@@ -21,7 +22,7 @@ from skinvl.evaluation.predictions import PredictionsFileError
 from skinvl.evaluation.probe import ProbeOptions, run_probe
 from skinvl.evaluation.runs import RunError
 from skinvl.evaluation.vqa import ScoreFileOptions, VQAOptions, run_score, run_vqa
-from skinvl.evaluation.zeroshot import ZeroShotOptions, run_zeroshot
+from skinvl.evaluation.zeroshot import ZeroShotOptions, export_prompts, run_zeroshot, zeroshot_rows
 
 # Bad input of any kind: one line naming the file / row / value and the fix, exit code 2.
 BAD_INPUT = (EndpointError, ImageFileError, LabelFileError, ModelError, PredictionsFileError, RunError)
@@ -56,6 +57,31 @@ def _guarded(work: Callable[[Any], dict[str, Any] | None], summary: Callable[[di
     return run
 
 
+def _zeroshot(options: ZeroShotOptions) -> dict[str, Any] | None:
+    """``eval zeroshot``: with --export-prompts write the prompts and stop (no payload), else run and score."""
+    if not options.export_prompts:
+        return run_zeroshot(options)
+    _, rows, paths = zeroshot_rows(options)
+    path = export_prompts(rows, paths, options.export_prompts)
+    print(f"wrote {len(rows)} prompts to {path}: answer each, then score them with --predictions FILE "
+          "(JSON lines with the same 'id' and your model's 'prediction')")
+    return None
+
+
+def _compare(options: CompareOptions) -> int:
+    try:
+        payload = compare_runs(options)
+    except (CompareError, PredictionsFileError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    for protocol, per_run in payload["differences"].items():
+        for run, values in per_run.items():
+            real = [m for m, v in values.items() if v["real"]]
+            print(f"{protocol}: {run} vs {payload['baseline']}: real differences in {', '.join(real) or 'none'}")
+    print(f"wrote {options.out}/results.json, results.md and compare.png")
+    return ExitCode.OK
+
+
 def _zeroshot_line(m: dict) -> str:
     return f"accuracy {m['accuracy']:.4f}  macro F1 {m['macro_f1']:.4f}  unparseable {m['unparseable']}/{m['n']}"
 
@@ -71,14 +97,24 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
      "(--resume continues a killed run; `accelerate launch --num_processes N` shards the rows), then "
      "scores them like `eval score`."),
     ("score", ScoreFileOptions, _guarded(lambda o: run_score(o.predictions, o.out, protocols=o.protocols(),
-                                                            settings=o.settings())),
-     "score a predictions file (CSV/JSONL) from any model",
-     "Score FILE with columns question, answer (reference), prediction [, modality, image_id]. Blank "
-     "predictions are scored (0 ROUGE) and counted."),
-    ("zeroshot", ZeroShotOptions, _guarded(run_zeroshot, _zeroshot_line),
+                                                            settings=o.settings(), name=o.name, split=o)),
+     "score answers made elsewhere: our CSV/JSONL, lmms-eval sample logs, VLMEvalKit .xlsx/.tsv",
+     "Score FILE: ours (columns prediction and id, or question, answer, prediction [, modality, image_id]), an "
+     "lmms-eval --log_samples file (*_samples_*.jsonl) or a VLMEvalKit result (.xlsx/.tsv). With --data the "
+     "answers are matched to the split's rows by id (reference and modality from the dataset) and answers "
+     "covering only part of it are refused unless --allow-partial. Blank predictions are scored (0 ROUGE) and "
+     "counted."),
+    ("zeroshot", ZeroShotOptions, _guarded(_zeroshot, _zeroshot_line),
      "generative zero-shot classification with the paper's prompt",
      "Ask 'This is a skin lesion image. From the following categories: ..., which one is the diagnosis?' "
-     "for each image of a label CSV (local model or --endpoint, resumable) and parse the answer."),
+     "for each image of a label CSV (local model or --endpoint, resumable) and parse the answer with the "
+     "paper's and the robust parser. Answers made elsewhere: --export-prompts FILE writes the exact prompts, "
+     "--predictions FILE scores the answers (ours, an lmms-eval sample log or a VLMEvalKit sheet)."),
+    ("compare", CompareOptions, _compare, "leaderboard of several runs + paired bootstrap CIs of their differences",
+     "Compare run folders (VQA or zero-shot, the first is the baseline): results.md/results.json/compare.png with "
+     "overall and per-modality scores for each protocol, and each run's difference from the first with a paired "
+     "bootstrap 95% CI per metric. Runs on different rows, splits, protocols or scoring settings are refused "
+     "unless --allow-mismatch."),
     ("probe", ProbeOptions, _guarded(run_probe, _probe_line),
      "the paper's linear probe on mean-pooled projector features",
      "StandardScaler + LogisticRegression, C by 5-fold stratified CV on ROC-AUC; features are cached per "
@@ -87,7 +123,7 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``skinvl eval`` with the sub-commands vqa, score, zeroshot and probe."""
+    """Add ``skinvl eval`` with the sub-commands vqa, score, zeroshot, compare and probe."""
     parser = subparsers.add_parser(
         "eval", help="evaluate any VLM: VQA (paper + standard metrics), zero-shot and linear-probe classification",
         description="Evaluate SkinVL, any local vision-language model or a served one with the MM-Skin "

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mm_skin.paths import is_inside
+
 
 class ImageFileError(ValueError):
     """An image that cannot be read; the message names the file or row and the fix."""
@@ -103,11 +105,11 @@ def _inside(root: str | Path | None, path: str | None, row: int) -> Path:
         raise ImageFileError(f"dataset row {row}: the image has neither bytes nor a path.")
     file = Path(path)
     if root is not None:
+        # datasets stores absolute paths for local image files: those are fine when inside root
         base = Path(root).resolve()
-        resolved = (base / file).resolve()
-        if not resolved.is_relative_to(base):
+        file = (base / file).resolve()  # the path checked is the path read
+        if not is_inside(file, base):
             raise ImageFileError(f"dataset row {row}: image path {path!r} leaves {base}; fix the dataset.")
-        file = resolved
     return file
 
 

@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mm_skin.paths import UnsafePathError, resolve_inside
+
 IMAGE_COLUMNS = ("image", "img", "imagepath", "path", "file", "filename", "imagename", "imagefile", "filepath")
 LABEL_COLUMNS = ("categories", "category", "labels", "label", "class", "classes", "diagnosis", "dx", "target")
 
@@ -151,13 +153,14 @@ def resolve_images(labels: LabelFile, root: str | Path, limit: int | None = None
     """Pair the (first ``limit``) rows with image files under ``root``; error if any is missing."""
     root = Path(root).resolve()
     rows = labels.rows if limit is None else labels.rows[:limit]
-    pairs = [(r, (root / r.image).resolve()) for r in rows]
-    outside = next(((r, p) for r, p in pairs if not p.is_relative_to(root)), None)
-    if outside is not None:  # "../" or a symlink out of the image root: never read
-        raise LabelFileError(
-            f"{labels.path}, row {outside[0].row}: image path {outside[0].image!r} leads outside {root} "
-            f"(to {outside[1]}); image paths must stay inside --images."
-        )
+    pairs = []
+    for r in rows:  # absolute, "../" or a symlink out of the image root: refused, never read
+        try:
+            pairs.append((r, resolve_inside(root, r.image, what="label CSV image paths", where="--images")))
+        except UnsafePathError as reason:
+            raise LabelFileError(
+                f"{labels.path}, row {r.row}: image path {r.image!r} leads outside {root}: {reason}."
+            ) from None
     missing = [(r, p) for r, p in pairs if not p.is_file()]
     if missing:
         r, p = missing[0]

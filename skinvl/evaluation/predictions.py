@@ -6,7 +6,9 @@ A predictions file holds one row per question with the columns
 - ``answer``: the reference answer (must not be blank);
 - ``prediction``: the model's answer (may be blank: blank answers are scored, and counted);
 - ``modality`` (optional): clinical / dermoscopic / pathology, for the per-modality tables;
-- ``image_id`` (optional): any identifier of the image, carried through to the reports.
+- ``image_id`` (optional): any identifier of the image, carried through to the reports;
+- ``id`` (optional): the row id (the dataset's ``question_id``; ``skinvl eval vqa`` writes it), used
+  by ``--data`` to check coverage and by ``skinvl eval compare`` to pair rows.
 
 Other columns are allowed and ignored. ``skinvl eval vqa`` writes exactly this format, so a
 file from any other model (GPT-4o, another VLM) is scored the same way.
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REQUIRED_COLUMNS = ("question", "answer", "prediction")
-OPTIONAL_COLUMNS = ("modality", "image_id")
+OPTIONAL_COLUMNS = ("modality", "image_id", "id")
 
 
 class PredictionsFileError(ValueError):
@@ -36,6 +40,7 @@ class VQASample:
     prediction: str
     modality: str | None = None
     image_id: str | None = None
+    id: str | None = None  # the row id (question_id) when known
 
 
 def _sample_from_row(row: dict, where: str) -> VQASample:
@@ -86,6 +91,38 @@ def _check_columns(columns: list[str], path: Path) -> None:
         )
 
 
+def iter_rows(path: str | Path) -> Iterator[tuple[dict[str, Any], str]]:
+    """``(row, where)`` for each row of a ``.csv`` or ``.jsonl`` file; ``where`` names file and row/line.
+
+    Raises PredictionsFileError for a missing file, an unknown extension or a malformed JSON line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PredictionsFileError(f"{path}: no such file.")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            # Row numbers are 1-based data rows; the header is line 1 of the file.
+            for i, row in enumerate(csv.DictReader(f), start=1):
+                yield row, f"{path}, row {i}"
+        return
+    if suffix not in (".jsonl", ".json", ".ndjson"):
+        raise PredictionsFileError(f"{path}: unknown extension {suffix!r}; use .csv or .jsonl.")
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PredictionsFileError(
+                    f"{path}, line {i}: not valid JSON ({e.msg}). A .jsonl file needs one JSON object per line."
+                ) from e
+            if not isinstance(row, dict):
+                raise PredictionsFileError(f"{path}, line {i}: expected a JSON object, got {type(row).__name__}.")
+            yield row, f"{path}, line {i}"
+
+
 def read_predictions(path: str | Path) -> list[VQASample]:
     """Read a predictions file (``.csv`` or ``.jsonl``/``.json`` lines) into samples.
 
@@ -95,40 +132,11 @@ def read_predictions(path: str | Path) -> list[VQASample]:
     >>> samples = read_predictions("predictions.csv")  # doctest: +SKIP
     """
     path = Path(path)
-    if not path.is_file():
-        raise PredictionsFileError(f"{path}: no such file.")
-    suffix = path.suffix.lower()
     samples: list[VQASample] = []
-    if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            _check_columns(list(reader.fieldnames or []), path)
-            # Row numbers are 1-based data rows; the header is line 1 of the file.
-            for i, row in enumerate(reader, start=1):
-                samples.append(_sample_from_row(row, f"{path}, row {i}"))
-    elif suffix in (".jsonl", ".json", ".ndjson"):
-        with path.open(encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise PredictionsFileError(
-                        f"{path}, line {i}: not valid JSON ({e.msg}). A .jsonl file needs one "
-                        "JSON object per line."
-                    ) from e
-                if not isinstance(row, dict):
-                    raise PredictionsFileError(
-                        f"{path}, line {i}: expected a JSON object, got {type(row).__name__}."
-                    )
-                if not samples:
-                    _check_columns(list(row), path)
-                samples.append(_sample_from_row(row, f"{path}, line {i}"))
-    else:
-        raise PredictionsFileError(
-            f"{path}: unknown extension {suffix!r}; use .csv or .jsonl."
-        )
+    for row, where in iter_rows(path):
+        if not samples:
+            _check_columns(list(row), path)
+        samples.append(_sample_from_row(row, where))
     if not samples:
         raise PredictionsFileError(f"{path}: the file has no rows to score.")
     return samples
@@ -140,7 +148,7 @@ def write_predictions(samples: list[VQASample], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["image_id", "modality", "question", "answer", "prediction"])
+        writer.writerow(["id", "image_id", "modality", "question", "answer", "prediction"])
         for s in samples:
-            writer.writerow([s.image_id or "", s.modality or "", s.question, s.answer, s.prediction])
+            writer.writerow([s.id or "", s.image_id or "", s.modality or "", s.question, s.answer, s.prediction])
     return path

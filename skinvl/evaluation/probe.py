@@ -212,6 +212,7 @@ class ProbeOptions(ModelOptions):
     batch_size: int = field(default=16, metadata={"help": "images per forward pass"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default ~/.cache/skinvl/probe-features)"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N rows of each CSV"})
+    name: str | None = field(default=None, metadata={"help": "label of the run in tables and cards (default: the model)"})
 
 
 def run_probe(options: ProbeOptions, *, loaded: LoadedModel | None = None) -> dict[str, Any]:
@@ -234,6 +235,7 @@ def run_probe(options: ProbeOptions, *, loaded: LoadedModel | None = None) -> di
     payload = {
         "task": "linear-probe-classification",
         "model": options.model,
+        "name": options.name or options.model,
         "model_info": loaded.info,
         "dataset": str(test_labels),
         "train_dataset": str(train_labels),
@@ -258,5 +260,5 @@ def run_probe(options: ProbeOptions, *, loaded: LoadedModel | None = None) -> di
         }
         for (r, _), pred, p in zip(test_pairs, result["predictions"], result["proba"], strict=True)
     ]
-    write_classification_outputs(Path(options.out), payload, rows, f"Linear probe: {Path(test_labels).stem}")
+    write_classification_outputs(Path(options.out), payload, rows, f"Linear probe: {options.name or Path(test_labels).stem}")
     return payload

@@ -171,7 +171,13 @@ class PredictionLog:
 
 
 def check_resumed(rows: Sequence[Row], done: dict[str, dict[str, Any]], path: Path) -> None:
-    """Refuse to resume into a log whose rows were asked other questions (a changed dataset)."""
+    """Refuse to resume into a log whose rows were asked other questions (a changed dataset), or
+    whose row ids are all foreign (another split, or ids of an older version): merging would drop them."""
+    ids = {row.id for row in rows}
+    if done and not ids & set(done):
+        first = next(iter(done))
+        raise RunError(f"{path}: none of its rows (e.g. {first!r}) belong to this split (ids like {rows[0].id!r}); it "
+                       "was written for other data or by an older version: evaluate into a new --out.")
     for row in rows:
         record = done.get(row.id)
         if record is not None and record.get("question") != row.question:

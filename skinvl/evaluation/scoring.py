@@ -378,6 +378,11 @@ def score_vqa(
         per_sample["meteor"] = list(meteor_paper)
     if bert:
         per_sample["bertscore_f1"] = list(bert["f1"])
+    # The standard protocol's per-sample values (``skinvl eval compare`` resamples them).
+    if per.rouge_score:
+        per_sample["rouge_l_standard"] = [r["rouge_l"] for r in per.rouge_score]
+    if meteor_standard:
+        per_sample["meteor_standard"] = list(meteor_standard)
     return ScoreResult(
         metrics=metrics,
         unavailable=unavailable,

@@ -14,10 +14,16 @@ from typing import Any
 
 from skinvl.evaluation import report
 from skinvl.evaluation.ask import AskOptions, ask
+from skinvl.evaluation.foreign import AnswerFile, coverage_of, match_rows, read_answers
 from skinvl.evaluation.images import LazyImages
 from skinvl.evaluation.models import LoadedModel, LocalAnswerer
-from skinvl.evaluation.predictions import VQASample, read_predictions, write_predictions
-from skinvl.evaluation.runs import Row, decoding_kwargs
+from skinvl.evaluation.predictions import (
+    PredictionsFileError,
+    VQASample,
+    read_predictions,
+    write_predictions,
+)
+from skinvl.evaluation.runs import Row, decoding_kwargs, fingerprint
 from skinvl.evaluation.scoring import ScoreOptions, ScoreResult, ScoreSettings, score_vqa
 
 PAPER_FIGURE_METRICS = ("bleu_1", "bleu_4", "rouge_l", "meteor", "bertscore_f1", "token_recall")
@@ -25,8 +31,8 @@ STANDARD_FIGURE_METRICS = ("sacrebleu", "rouge_l", "meteor", "bertscore_f1", "ye
 
 
 @dataclass(kw_only=True)
-class VQAOptions(AskOptions, ScoreOptions):
-    """``skinvl eval vqa``: a model (local or served), a VQA split, decoding, run folder, scoring."""
+class SplitOptions:
+    """Which VQA split: ``load_dataset(DATA, CONFIG, split=SPLIT)``."""
 
     data: str = field(metadata={"help": "dataset folder or Hub id with the MM-Skin 'vqa' config"})
     config: str = field(default="vqa", metadata={"help": "dataset config"})
@@ -34,11 +40,30 @@ class VQAOptions(AskOptions, ScoreOptions):
 
 
 @dataclass(kw_only=True)
-class ScoreFileOptions(ScoreOptions):
-    """``skinvl eval score``: score a predictions file from any model."""
+class VQAOptions(AskOptions, ScoreOptions, SplitOptions):
+    """``skinvl eval vqa``: a model (local or served), a VQA split, decoding, run folder, scoring."""
 
-    predictions: str = field(metadata={"help": "predictions file, .csv or .jsonl (e.g. a run's predictions.jsonl)"})
+
+@dataclass(kw_only=True)
+class CoverageOptions(SplitOptions):
+    """Answers made elsewhere: the split they answer (optional), and whether a subset may be scored."""
+
+    data: str | None = field(default=None, metadata={
+        "help": "dataset folder or Hub id the answers were made on: modality and reference come from it, and "
+        "coverage is checked by row id (recommended)"})
+    allow_partial: bool = field(default=False, metadata={
+        "help": "score answers that cover only part of the split (coverage is recorded)"})
+
+
+@dataclass(kw_only=True)
+class ScoreFileOptions(ScoreOptions, CoverageOptions):
+    """``skinvl eval score``: score a predictions file from any model or harness."""
+
+    predictions: str = field(metadata={
+        "help": "predictions file: .csv/.jsonl (ours, e.g. a run's predictions.jsonl), an lmms-eval sample log "
+        "(*_samples_*.jsonl) or a VLMEvalKit result (.xlsx/.tsv)"})
     out: str = field(metadata={"help": "output folder"})
+    name: str | None = field(default=None, metadata={"help": "label of the run in tables and cards (default: the file name)"})
 
 
 def load_vqa_split(data: str, config: str = "vqa", split: str = "test", limit: int | None = None):
@@ -68,19 +93,25 @@ def _modality_names(ds) -> list[str | None]:
 
 
 def vqa_rows(ds, split: str = "test") -> list[Row]:
-    """One :class:`Row` per question, id ``{split}-{index}``, carrying reference, modality, image id."""
-    image_ids = [str(v) for v in ds["image_id"]] if "image_id" in ds.column_names else [None] * len(ds)
+    """One :class:`Row` per question, carrying reference, modality, image id.
+
+    The id is the dataset's stable ``question_id`` (it tracks the question's content), or
+    ``{split}-{index:05d}`` for data without that column.
+    """
+    n = len(ds)
+    image_ids = [str(v) for v in ds["image_id"]] if "image_id" in ds.column_names else [None] * n
+    ids = [str(v) for v in ds["question_id"]] if "question_id" in ds.column_names else [f"{split}-{i:05d}" for i in range(n)]
     return [
-        Row(f"{split}-{i:05d}", i, q, {"image_id": image_id, "modality": modality, "answer": answer})
-        for i, (q, answer, modality, image_id) in enumerate(
-            zip(ds["question"], ds["answer"], _modality_names(ds), image_ids, strict=True))
+        Row(row_id, i, q, {"image_id": image_id, "modality": modality, "answer": answer})
+        for i, (row_id, q, answer, modality, image_id) in enumerate(
+            zip(ids, ds["question"], ds["answer"], _modality_names(ds), image_ids, strict=True))
     ]
 
 
 def sample_from_record(record: dict[str, Any]) -> VQASample:
     """The scored sample of an answered prediction record."""
     return VQASample(question=record["question"], answer=record["answer"], prediction=record["prediction"],
-                     modality=record.get("modality"), image_id=record.get("image_id"))
+                     modality=record.get("modality"), image_id=record.get("image_id"), id=record.get("id"))
 
 
 def generate_predictions(
@@ -136,7 +167,7 @@ def score_to_folder(
         },
     }
     report.write_results_json(out, payload)
-    title = f"VQA: {meta.get('model') or Path(meta.get('predictions_file') or 'predictions').name}"
+    title = f"VQA: {meta.get('name') or meta.get('model') or Path(meta.get('predictions_file') or 'predictions').name}"
     sections = [f"# {title}", "", f"{result.n_samples} questions, {result.empty_predictions} blank predictions."]
     for p in protocols:
         columns = [c for c in next(iter(result.metrics[p].values())) if c != "n"]
@@ -160,11 +191,11 @@ def _write_scored_samples(samples: Sequence[VQASample], result: ScoreResult, pat
     extra = list(result.per_sample)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["image_id", "modality", "question", "answer", "prediction", *extra])
+        writer.writerow(["id", "image_id", "modality", "question", "answer", "prediction", *extra])
         for i, s in enumerate(samples):
             values = [result.per_sample[k][i] for k in extra]
             writer.writerow(
-                [s.image_id or "", s.modality or "", s.question, s.answer, s.prediction,
+                [s.id or "", s.image_id or "", s.modality or "", s.question, s.answer, s.prediction,
                  *("" if v is None else f"{v:.6f}" for v in values)]
             )
 
@@ -175,13 +206,44 @@ def run_score(
     *,
     protocols: Sequence[str] = ("paper", "standard"),
     settings: ScoreSettings | None = None,
+    name: str | None = None,
+    split: CoverageOptions | None = None,
 ) -> dict[str, Any]:
-    """``skinvl eval score``: read a predictions file from any model and score it."""
-    samples = read_predictions(predictions_file)
-    return score_to_folder(
-        samples, out_dir, protocols=protocols, settings=settings,
-        meta={"model": None, "dataset": None, "split": None, "predictions_file": str(predictions_file)},
-    )
+    """``skinvl eval score``: read a predictions file of any model or harness and score it.
+
+    With ``split.data`` the answers are matched to the split's rows by id (reference and modality
+    from the dataset; partial coverage refused unless ``split.allow_partial``); without it the file
+    must carry question and reference itself, and coverage is recorded as not checked.
+    """
+    file = read_answers(predictions_file)
+    meta: dict[str, Any] = {"name": name or Path(predictions_file).stem, "model": None, "predictions_file": str(predictions_file),
+                            "predictions_format": file.format}
+    if split is None or split.data is None:
+        samples = read_predictions(predictions_file) if file.format == "skinvl" else _samples_from_file(file)
+        meta.update(dataset=None, split=None, coverage={"checked": False, "fix": "pass --data to check coverage by row id"})
+    else:
+        ds = load_vqa_split(split.data, split.config, split.split)
+        pairs, coverage = match_rows(file.answers, vqa_rows(ds, split.split), allow_partial=split.allow_partial,
+                                     source=str(predictions_file))
+        samples = [VQASample(question=row.question, answer=row.fields["answer"], prediction=a.prediction,
+                             modality=row.fields["modality"], image_id=row.fields["image_id"], id=row.id) for row, a in pairs]
+        rows = [row for row, _ in pairs]
+        meta.update(dataset=split.data, config=split.config, split=split.split, coverage=coverage,
+                    dataset_info={"data": split.data, "config": split.config, "split": split.split, "rows": len(rows),
+                                  "row_ids_blake2b": fingerprint(rows)})
+    return score_to_folder(samples, out_dir, protocols=protocols, settings=settings, meta=meta)
+
+
+def _samples_from_file(file: AnswerFile) -> list[VQASample]:
+    """Samples from another harness's file without --data: it must carry question and reference."""
+    samples = []
+    for a in file.answers:
+        if a.question is None or a.answer is None:
+            raise PredictionsFileError(f"{a.where}: no question or reference answer in the file; pass --data (the "
+                                       "dataset the answers were made on) to take them from the split.")
+        row_id = a.id if a.id is not None else (None if a.position is None else str(a.position))
+        samples.append(VQASample(a.question, a.answer, a.prediction, a.modality, a.image_id, row_id))
+    return samples
 
 
 def run_vqa(options: VQAOptions, *, loaded: LoadedModel | None = None) -> dict[str, Any] | None:
@@ -205,9 +267,10 @@ def run_vqa(options: VQAOptions, *, loaded: LoadedModel | None = None) -> dict[s
         samples, out, protocols=options.protocols(), settings=options.settings(),
         meta={"model": options.model or options.model_name, "dataset": options.data, "config": options.config,
               "split": options.split, "template": answers.meta["model_info"].get("template"),
-              "limit": options.limit, **answers.meta, "failed": answers.failure_summary()},
+              "limit": options.limit, **answers.meta, "failed": answers.failure_summary(),
+              "coverage": coverage_of(rows, (s.id for s in samples))},
     )
 
 
-__all__ = ["ScoreFileOptions", "VQAOptions", "decoding_kwargs", "generate_predictions", "load_vqa_split",
+__all__ = ["CoverageOptions", "ScoreFileOptions", "SplitOptions", "VQAOptions", "decoding_kwargs", "generate_predictions", "load_vqa_split",
            "run_score", "run_vqa", "sample_from_record", "score_to_folder", "vqa_rows"]

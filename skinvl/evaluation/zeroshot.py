@@ -24,6 +24,7 @@ and support, the unparseable and ambiguous counts, and the confusion matrix with
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,10 +37,11 @@ from skinvl.evaluation.classification import (
     classification_metrics,
     write_classification_outputs,
 )
+from skinvl.evaluation.foreign import coverage_of, match_rows, read_answers
 from skinvl.evaluation.images import LazyImages
-from skinvl.evaluation.labels import LabelFile, read_label_csv, resolve_images
+from skinvl.evaluation.labels import LabelFile, LabelFileError, read_label_csv, resolve_images
 from skinvl.evaluation.models import LoadedModel
-from skinvl.evaluation.runs import Row
+from skinvl.evaluation.runs import Row, fingerprint
 
 PROMPT = "This is a skin lesion image. From the following categories: {classes}, which one is the diagnosis?"
 PARSE_PROTOCOLS = ("robust", "paper")
@@ -138,7 +140,7 @@ def parse_answer(answer: str, classes: Sequence[str], protocol: str = "robust") 
 
 @dataclass(kw_only=True)
 class ZeroShotOptions(AskOptions):
-    """``skinvl eval zeroshot``: a model (local or served), a label CSV and its images, the parsing."""
+    """``skinvl eval zeroshot``: a model (local or served) or answers made elsewhere, a label CSV and its images."""
 
     labels: str = field(metadata={"help": "label CSV of the authors' family (image, categories)"})
     images: str = field(metadata={"help": "folder the CSV's image paths are relative to"})
@@ -147,29 +149,88 @@ class ZeroShotOptions(AskOptions):
         "choices": list(PARSE_PROTOCOLS)})
     classes: str | None = field(default=None, metadata={"help": "comma-separated class order (default: sorted labels)"})
     max_new_tokens: int | None = field(default=64, metadata={"help": "cap on generated tokens"})
+    predictions: str | None = field(default=None, metadata={
+        "help": "score answers made elsewhere instead of asking a model: our .jsonl/.csv (id, prediction), an "
+        "lmms-eval sample log or a VLMEvalKit .xlsx/.tsv; rows matched by id (as in --export-prompts) or position"})
+    export_prompts: str | None = field(default=None, metadata={
+        "help": "write the paper's prompts to this .jsonl (id, image, image_path, prompt per row) and stop"})
+    allow_partial: bool = field(default=False, metadata={
+        "help": "with --predictions: score answers that cover only part of the rows (coverage is recorded)"})
 
     def class_list(self) -> list[str] | None:
         """``--classes`` split on commas (None: the sorted labels)."""
         return [c.strip() for c in self.classes.split(",")] if self.classes else None
 
 
-def run_zeroshot(options: ZeroShotOptions, *, loaded: LoadedModel | None = None) -> dict[str, Any] | None:
-    """``skinvl eval zeroshot``: ask the paper's question for every image and score the answers.
-
-    Both parsings are computed; ``protocol`` picks the headline ``metrics``, the other one is in
-    ``metrics_by_protocol``. Returns the payload on the main process, None on other ranks.
-    """
+def zeroshot_rows(options: ZeroShotOptions) -> tuple[LabelFile, list[Row], list[Path]]:
+    """The label file, one :class:`Row` per image (id ``row-{csv row}``, the paper's prompt) and the image paths."""
     labels: LabelFile = read_label_csv(options.labels, options.class_list())
     pairs = resolve_images(labels, options.images, options.limit)
     prompt = build_prompt(labels.classes)
     rows = [Row(f"row-{r.row}", k, prompt, {"row": r.row, "image": r.image, "label": r.label})
             for k, (r, _) in enumerate(pairs)]
+    return labels, rows, [p for _, p in pairs]
+
+
+def export_prompts(rows: Sequence[Row], paths: Sequence[Path], target: str | Path) -> Path:
+    """Write the exact prompts, one JSON object per row: ``id``, ``image`` (as in the CSV), ``image_path``, ``prompt``.
+
+    Answers written back with the same ``id`` and a ``prediction`` are what ``--predictions`` scores.
+    """
+    target = Path(target)
+    if target.suffix.lower() != ".jsonl":
+        raise LabelFileError(f"{target}: --export-prompts writes JSON lines; give a file name ending in .jsonl.")
+    if target.exists():
+        raise LabelFileError(f"{target} exists; choose another --export-prompts file (it is never overwritten).")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding="utf-8") as f:
+        for row, path in zip(rows, paths, strict=True):
+            record = {"id": row.id, "index": row.index, "image": row.fields["image"], "image_path": str(path),
+                      "prompt": row.question}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return target
+
+
+def _answers_from_file(options: ZeroShotOptions, rows: Sequence[Row]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Records (as a run logs them) for the answers in ``--predictions``, and their coverage."""
+    if options.model or options.endpoint:
+        raise LabelFileError("pass either --predictions FILE (answers made elsewhere) or a model to ask, not both.")
+    file = read_answers(options.predictions)
+    # The prompt is the question of every row: a file's own question must equal it (checked in match_rows).
+    pairs, coverage = match_rows(file.answers, rows, allow_partial=options.allow_partial, source=options.predictions)
+    records = [row.record(answer.prediction) for row, answer in pairs]
+    meta = {"name": options.name or Path(options.predictions).stem, "predictions_file": str(options.predictions),
+            "predictions_format": file.format, "coverage": coverage, "first_prompt": rows[0].question if rows else None}
+    return records, meta
+
+
+def run_zeroshot(options: ZeroShotOptions, *, loaded: LoadedModel | None = None) -> dict[str, Any] | None:
+    """``skinvl eval zeroshot``: ask the paper's question for every image (or read answers) and score them.
+
+    Both parsings are computed; ``protocol`` picks the headline ``metrics``, the other one is in
+    ``metrics_by_protocol``. Returns the payload on the main process, None on other ranks.
+    """
+    labels, rows, paths = zeroshot_rows(options)
     dataset = {"labels": str(options.labels), "images": str(options.images), "limit": options.limit}
-    answers = ask(options, rows, LazyImages.from_files([p for _, p in pairs]), dataset, loaded=loaded,
-                  description="eval zeroshot")
-    if answers is None:
-        return None
-    done = answers.answered()
+    if options.predictions:
+        done, meta = _answers_from_file(options, rows)
+        answered = {d["id"] for d in done}
+        scored = [r for r in rows if r.id in answered]
+        meta["dataset_info"] = {**dataset, "rows": len(scored), "row_ids_blake2b": fingerprint(scored)}
+        failed: dict[str, Any] = {"count": 0, "rows": []}
+    else:
+        answers = ask(options, rows, LazyImages.from_files(paths), dataset, loaded=loaded, description="eval zeroshot")
+        if answers is None:
+            return None
+        done = answers.answered()
+        meta, failed = answers.meta, answers.failure_summary()
+        meta["coverage"] = coverage_of(rows, (r["id"] for r in done))
+    return score_zeroshot(done, labels, options, {**meta, "failed": failed})
+
+
+def score_zeroshot(done: list[dict[str, Any]], labels: LabelFile, options: ZeroShotOptions,
+                   meta: dict[str, Any]) -> dict[str, Any]:
+    """Parse answered records with both protocols, compute the metrics, write the outputs; the payload."""
     parsed = {p: [parse_answer(r["prediction"], labels.classes, p) for r in done] for p in PARSE_PROTOCOLS}
     truth = [r["label"] for r in done]
     by_protocol = {p: classification_metrics(truth, [x.label for x in parsed[p]], labels.classes) for p in PARSE_PROTOCOLS}
@@ -179,25 +240,25 @@ def run_zeroshot(options: ZeroShotOptions, *, loaded: LoadedModel | None = None)
     payload = {
         "task": "zero-shot-classification", "model": options.model or options.model_name,
         "dataset": str(options.labels), "split": "test", "protocol": options.protocol, "classes": labels.classes,
-        "prompt": prompt, "metrics": head["metrics"], "per_class": head["per_class"],
+        "prompt": build_prompt(labels.classes), "metrics": head["metrics"], "per_class": head["per_class"],
         "confusion_matrix": head["confusion_matrix"],
         "metrics_by_protocol": {p: v["metrics"] for p, v in by_protocol.items()},
-        "labels": labels.summary(), "limit": options.limit, **answers.meta, "failed": answers.failure_summary(),
-        "unavailable": {},
-        "files": {"predictions": "predictions.csv", "log": "predictions.jsonl", "markdown": "results.md",
-                  "figure": "confusion_matrix.png"},
+        "labels": labels.summary(), "limit": options.limit, **meta, "unavailable": {},
+        "files": {"predictions": "predictions.csv", "markdown": "results.md", "figure": "confusion_matrix.png",
+                  **({} if options.predictions else {"log": "predictions.jsonl"})},
     }
     chosen = parsed[options.protocol]
     sample_rows = [
-        {"row": r["row"], "image": r["image"], "label": r["label"], "answer": r["prediction"],
+        {"id": r["id"], "row": r["row"], "image": r["image"], "label": r["label"], "answer": r["prediction"],
          "prediction": chosen[i].label or "", "status": chosen[i].status, "correct": chosen[i].label == r["label"],
          "prediction_paper": parsed["paper"][i].label or "", "prediction_robust": parsed["robust"][i].label or ""}
         for i, r in enumerate(done)
     ]
-    title = f"Zero-shot: {Path(options.labels).stem} ({options.protocol})"
+    title = f"Zero-shot: {meta.get('name') or Path(options.labels).stem} ({options.protocol})"
     write_classification_outputs(Path(options.out), payload, sample_rows, title)
     return payload
 
 
 __all__ = ["PROMPT", "ParsedAnswer", "UNPARSEABLE", "ZeroShotOptions", "build_prompt", "classification_metrics",
-           "parse_answer", "parse_paper", "parse_robust", "run_zeroshot"]
+           "export_prompts", "parse_answer", "parse_paper", "parse_robust", "run_zeroshot", "score_zeroshot",
+           "zeroshot_rows"]

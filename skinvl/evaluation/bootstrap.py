@@ -1,0 +1,159 @@
+"""Paired bootstrap confidence intervals for differences between runs on the same rows.
+
+Every metric is written as a function of column sums of a per-row statistics matrix ``S`` (rows x
+k). A bootstrap resample draws the rows with replacement; the same draw is used for every run
+(paired: row ids are resampled jointly), so each resample is a count vector ``w`` and the
+resampled statistics are ``w @ S``, computed for a block of resamples as one matrix product
+(numpy, a seeded ``numpy.random.Generator``). The metric is then recomputed from the sums:
+
+- per-sample means (ROUGE-L, METEOR, BERTScore F1, token recall, accuracy): ``S`` = the value;
+- ratios (yes/no accuracy over the yes/no questions): ``S`` = [numerator, denominator];
+- corpus BLEU, recomputed exactly per resample from its sufficient statistics: nltk's (the paper's
+  ``corpus_bleu``: clipped n-gram matches and counts per sentence from ``modified_precision``,
+  hypothesis and reference lengths) and sacrebleu's (``BLEU._extract_corpus_statistics``), so
+  the corpus metric itself is resampled, not a per-sentence stand-in;
+- macro F1 (zero-shot), recomputed from per-class true positive / false positive / false
+  negative counts.
+
+The interval is the percentile interval of (metric of run - metric of the base run) over the
+resamples; a difference is called real when the interval excludes 0.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+PAPER_BLEU = {"bleu_1": (1.0, 0.0, 0.0, 0.0), "bleu_4": (0.25, 0.25, 0.25, 0.25)}
+
+
+@dataclass
+class Statistic:
+    """A metric as ``value(sums)``: ``matrix`` is rows x k, ``value`` maps (B, k) column sums to (B,)."""
+
+    matrix: np.ndarray
+    value: Callable[[np.ndarray], np.ndarray]
+    method: str  # how the metric is recomputed per resample, for the report
+
+
+def mean_statistic(values: Sequence[float]) -> Statistic:
+    """The mean of a per-sample value."""
+    n = len(values)
+    return Statistic(np.asarray(values, dtype=float)[:, None], lambda sums: sums[:, 0] / n, "mean of per-sample values")
+
+
+def ratio_statistic(numerator: Sequence[float], denominator: Sequence[float], method: str) -> Statistic:
+    """sum(numerator) / sum(denominator) (NaN where the resample holds no denominator)."""
+    matrix = np.column_stack([np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)])
+
+    def value(sums: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(sums[:, 1] > 0, sums[:, 0] / sums[:, 1], np.nan)
+
+    return Statistic(matrix, value, method)
+
+
+def nltk_bleu_statistics(predictions: Sequence[str], references: Sequence[str],
+                         weights: dict[str, Sequence[float]]) -> dict[str, Statistic]:
+    """The paper's nltk ``corpus_bleu`` (whitespace tokens, no smoothing) for each named weight tuple.
+
+    One per-sentence statistics matrix (clipped matches and counts for n = 1..4 from nltk's
+    ``modified_precision``, hypothesis and closest reference length) serves every weight tuple.
+    """
+    from nltk.translate.bleu_score import closest_ref_length, modified_precision
+
+    rows = []
+    for prediction, reference in zip(predictions, references, strict=True):
+        hyp, refs = prediction.split(), [reference.split()]
+        precisions = [modified_precision(refs, hyp, n) for n in range(1, 5)]
+        rows.append([p.numerator for p in precisions] + [p.denominator for p in precisions]
+                    + [len(hyp), closest_ref_length(refs, len(hyp))])
+    matrix = np.asarray(rows, dtype=float).reshape(-1, 10)
+    method = "corpus BLEU (nltk) recomputed from per-sentence n-gram statistics"
+    return {name: Statistic(matrix, _nltk_bleu(np.asarray(w, dtype=float)), method) for name, w in weights.items()}
+
+
+def _nltk_bleu(w: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    def value(sums: np.ndarray) -> np.ndarray:
+        num, den, hyp_len, ref_len = sums[:, :4], sums[:, 4:8], sums[:, 8], sums[:, 9]
+        # nltk's method0: a zero n-gram precision becomes the smallest float (log ~ -708).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_p = np.where(num > 0, np.log(np.where(num > 0, num, 1.0) / den), math.log(sys.float_info.min))
+            bp = np.where(hyp_len > ref_len, 1.0, np.where(hyp_len > 0, np.exp(1 - ref_len / np.maximum(hyp_len, 1)), 0.0))
+        return np.where(num[:, 0] > 0, bp * np.exp(log_p @ w), 0.0)
+
+    return value
+
+
+def sacrebleu_statistic(predictions: Sequence[str], references: Sequence[str]) -> Statistic:
+    """sacrebleu ``corpus_bleu`` / 100, recomputed by sacrebleu itself from summed sentence statistics."""
+    import sacrebleu
+
+    bleu = sacrebleu.BLEU()
+    # The library's own per-sentence statistics and its own scoring from their sums: exact corpus BLEU.
+    stats = np.asarray(bleu._extract_corpus_statistics(list(predictions), [list(references)]), dtype=float)
+
+    def value(sums: np.ndarray) -> np.ndarray:
+        return np.array([bleu._compute_score_from_stats([int(round(v)) for v in row]).score / 100 for row in sums])
+
+    return Statistic(stats, value, "corpus BLEU (sacrebleu) recomputed from per-sentence statistics")
+
+
+def macro_f1_statistic(truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]) -> Statistic:
+    """Macro F1 over ``classes`` (sklearn's, zero_division=0) from per-class TP/FP/FN indicators."""
+    t = np.asarray([[y == c for c in classes] for y in truth], dtype=float)
+    p = np.asarray([[y == c for c in classes] for y in predicted], dtype=float)
+    matrix = np.hstack([t * p, (1 - t) * p, t * (1 - p)])
+    k = len(classes)
+
+    def value(sums: np.ndarray) -> np.ndarray:
+        tp, fp, fn = sums[:, :k], sums[:, k:2 * k], sums[:, 2 * k:]
+        denominator = 2 * tp + fp + fn
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), 0.0)
+        return f1.mean(axis=1)
+
+    return Statistic(matrix, value, "macro F1 recomputed from per-class TP/FP/FN counts")
+
+
+def resample_blocks(n: int, resamples: int, seed: int, block: int = 250):
+    """Yield (B, n) float count matrices of rows drawn with replacement; the same seed, the same draws."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < resamples:
+        b = min(block, resamples - done)
+        picks = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+        yield np.bincount(picks.ravel(), minlength=b * n).reshape(b, n).astype(float)
+        done += b
+
+
+def observed(stat: Statistic) -> float:
+    """The metric on all rows (every count 1)."""
+    return float(stat.value(stat.matrix.sum(axis=0, keepdims=True))[0])
+
+
+def paired_differences(base: dict[str, Statistic], others: dict[str, dict[str, Statistic]], n: int, *,
+                       resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict[str, dict[str, dict]]:
+    """``{run: {metric: {delta, ci_low, ci_high, real}}}``: run minus base, percentile CIs, shared draws."""
+    draws: dict[tuple[str, str], list[np.ndarray]] = {}
+    for counts in resample_blocks(n, resamples, seed):
+        base_values = {m: s.value(counts @ s.matrix) for m, s in base.items()}
+        for run, stats in others.items():
+            for metric, stat in stats.items():
+                draws.setdefault((run, metric), []).append(stat.value(counts @ stat.matrix) - base_values[metric])
+    alpha = (1 - confidence) / 2
+    out: dict[str, dict[str, dict]] = {run: {} for run in others}
+    for (run, metric), chunks in draws.items():
+        diffs = np.concatenate(chunks)
+        low, high = np.nanquantile(diffs, [alpha, 1 - alpha])
+        out[run][metric] = {"delta": observed(others[run][metric]) - observed(base[metric]),
+                            "ci_low": float(low), "ci_high": float(high), "real": bool(low > 0 or high < 0)}
+    return out
+
+
+__all__ = ["PAPER_BLEU", "Statistic", "macro_f1_statistic", "mean_statistic", "nltk_bleu_statistics", "observed",
+           "paired_differences", "ratio_statistic", "resample_blocks", "sacrebleu_statistic"]
