@@ -21,8 +21,10 @@ Example::
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import enum
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -82,6 +84,10 @@ class OptionsParser(HfArgumentParser):
             action = argparse.BooleanOptionalAction if field.default is True else "store_true"
             parser.add_argument(flag, dest=field.name, action=action, default=field.default, **metadata)
             return
+        if _is_list(field.type) and "action" not in metadata:
+            # `--data a --data b` and `--data a b` both mean [a, b] (argparse's default keeps the last).
+            field = copy.copy(field)
+            field.metadata = types.MappingProxyType({**field.metadata, "action": "extend"})
         # HfArgumentParser adds `--name_with_underscores` and `--name-with-hyphens`; keep the latter.
         before = len(parser._actions)
         HfArgumentParser._parse_dataclass_field(parser, field)
@@ -91,6 +97,11 @@ class OptionsParser(HfArgumentParser):
                     if spelling != flag and "_" in spelling:
                         action.option_strings.remove(spelling)
                         parser._option_string_actions.pop(spelling, None)
+
+
+def _is_list(annotation: Any) -> bool:
+    """Whether a field holds a list (``list[X]`` or ``list[X] | None``)."""
+    return any(getattr(a, "__origin__", None) is list for a in (annotation, *getattr(annotation, "__args__", ())))
 
 
 def _scalar_type(annotation: Any) -> Any:

@@ -83,10 +83,6 @@ def _opt(default: Any = dataclasses.MISSING, help: str = "", **metadata: Any) ->
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
-# Repeatable list options: `--data A --data B` (argparse "extend"; `--data A B` works too).
-_REPEAT = {"action": "extend"}
-
-
 @dataclasses.dataclass(kw_only=True)
 class TrainOptions:
     """Everything ``skinvl train`` takes; the defaults are the MM-Skin paper's recipe.
@@ -99,12 +95,12 @@ class TrainOptions:
     model: str = _opt(help="preset name, SkinVL/LLaVA checkpoint folder, authors' folder or Hub id "
                       "(any AutoModelForImageTextToText)", metavar="MODEL")  # fmt: skip
     data: list[str] = _opt(help="dataset folder, save_to_disk folder or Hub id; repeat to mix "
-                           "datasets", metavar="DATASET", **_REPEAT)  # fmt: skip
+                           "datasets", metavar="DATASET")  # fmt: skip
     output: str = _opt(help="adapter, checkpoints, logs and training_settings.json go here",
                        metavar="DIR")  # fmt: skip
     configs: list[str] = _opt([], "dataset config (vqa: image/question/answer; instruct: "
                               "images/messages); once for all --data or once per --data",
-                              aliases=["--config"], metavar="NAME", **_REPEAT)  # fmt: skip
+                              aliases=["--config"], metavar="NAME")  # fmt: skip
     split: str = _opt("train", "dataset split to train on")
     mix: Proportions | None = _opt(None, "sampling proportions, one per --data (interleaved); "
                                    "default: concatenate all", metavar="P1,P2,...")  # fmt: skip
