@@ -17,10 +17,10 @@ import csv
 import dataclasses
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from mm_skin.columns import MATCH_RULE, duplicate_columns_problem, match_columns
 from mm_skin.demographics import parse_age_column, parse_age_sex, parse_sex_column
 from mm_skin.paths import UnsafePathError, resolve_inside
 from mm_skin.report import BuildReport, ReleaseError, short_repr, unreadable_file
@@ -39,7 +39,7 @@ from mm_skin.schema import (
 # CSV files: columns matched by alias
 # --------------------------------------------------------------------------------------------
 
-# canonical column -> accepted spellings (after _norm_col); first found wins
+# canonical column -> accepted spellings (after mm_skin.columns.norm_col); first found wins
 _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "image": ("image", "imagepath", "img", "imgpath"),
     "caption": ("cleanedcaption", "caption"),
@@ -51,11 +51,6 @@ _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 }
 QA_FIELDS = ("image", "question", "answer")
 CAPTION_FIELDS = ("image", "caption", "modality")
-
-
-def _norm_col(name: str) -> str:
-    """Column names are matched ignoring case, spaces, underscores and hyphens (and a BOM)."""
-    return re.sub(r"[\s_\-]+", "", name.replace("\ufeff", "")).lower()
 
 
 def _csv_rows(path: Path, display: str) -> list[list[str]]:
@@ -100,19 +95,10 @@ def read_csv(path: Path, display: str, required: Sequence[str], optional: Sequen
     if not rows:
         raise ReleaseError(f"{display}: the file is empty (expected a header row with {', '.join(required)})")
     header = rows[0]
-    normalized = [_norm_col(h) for h in header]
-    repeated = sorted({h for h, n in zip(header, normalized, strict=True) if n and normalized.count(n) > 1})
-    if repeated:
-        raise ReleaseError(
-            f"{display} row 1: duplicate header column(s) {', '.join(repr(h) for h in repeated)}; "
-            "rename or delete all but one of each (case, spaces, '_' and '-' are ignored when matching)"
-        )
-    found: dict[str, int] = {}
-    for canonical in (*required, *optional):
-        for alias in _COLUMN_ALIASES[canonical]:
-            if alias in normalized:
-                found[canonical] = normalized.index(alias)
-                break
+    problem = duplicate_columns_problem(header)
+    if problem:
+        raise ReleaseError(f"{display} row 1: {problem}")
+    found = match_columns(header, {c: _COLUMN_ALIASES[c] for c in (*required, *optional)})
     missing = [c for c in required if c not in found]
     if missing:
         raise ReleaseError(
@@ -120,7 +106,7 @@ def read_csv(path: Path, display: str, required: Sequence[str], optional: Sequen
             f"columns found: {', '.join(repr(h) for h in header)}. "
             f"Accepted spellings: "
             + "; ".join(f"{m}: {', '.join(_COLUMN_ALIASES[m])}" for m in missing)
-            + " (case, spaces, '_' and '-' are ignored)."
+            + f" ({MATCH_RULE})."
         )
     return found, rows[1:]
 

@@ -101,7 +101,7 @@ def test_partial_answers_are_refused_unless_allowed(vqa_folder, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and "cover 5 of the split's 12 rows" in err and "--allow-partial" in err
     code, doc = _score(tmp_path, log, vqa_folder, "--allow-partial")
-    assert code == 0 and doc["n_samples"] == 5
+    assert code == 0 and doc["n_samples"] == 5 and "scored 5 of 12 rows" in capsys.readouterr().err
     assert doc["coverage"]["fraction"] == pytest.approx(5 / 12) and doc["coverage"]["missing_count"] == 7
     assert doc["coverage"]["missing_ids"][0] == rows[1]["question_id"]
 

@@ -27,7 +27,7 @@ def vqa_folder(tmp_path_factory) -> Path:
 def test_eval_vqa_end_to_end(vqa_folder, tiny, tmp_path):
     from skinvl.evaluation.models import LoadedModel
     from skinvl.evaluation.scoring import ScoreSettings
-    from skinvl.evaluation.vqa import VQAOptions, run_vqa
+    from skinvl.evaluation.vqa import VQAOptions, load_vqa_split, run_vqa
 
     out = tmp_path / "out"
     doc = run_vqa(
@@ -43,6 +43,9 @@ def test_eval_vqa_end_to_end(vqa_folder, tiny, tmp_path):
     assert len(rows) == doc["n_samples"] == 12
     assert all(r["modality"] in {"clinical", "dermoscopic", "pathology"} for r in rows)
     assert json.loads((out / "results.json").read_text())["n_samples"] == 12
+    # Rows carry the dataset's question ids; the run is labelled and its coverage recorded.
+    assert [r["id"] for r in rows] == list(load_vqa_split(str(vqa_folder))["question_id"])
+    assert doc["name"] == "skinvl-tiny" and doc["coverage"]["complete"] and doc["coverage"]["answered"] == 12
     assert (out / "vqa_scores.png").read_bytes()[:4] == b"\x89PNG"
 
     # The raw predictions file is exactly what `eval score` reads: scoring it again agrees.
@@ -52,7 +55,7 @@ def test_eval_vqa_end_to_end(vqa_folder, tiny, tmp_path):
     assert again["metrics"] == doc["metrics"]
 
     # Batched greedy answers equal one-at-a-time answers (left padding done right).
-    from skinvl.evaluation.vqa import generate_predictions, load_vqa_split
+    from skinvl.evaluation.vqa import generate_predictions
 
     ds = load_vqa_split(str(vqa_folder), limit=4)
     single = generate_predictions(*tiny, ds, batch_size=1, max_new_tokens=6)
@@ -102,4 +105,5 @@ def test_skinvl_console_command_runs_eval_score(tmp_path):
                  "--protocol", "paper"]) == 0
     doc = json.loads((out / "results.json").read_text())
     assert doc["protocol"] == "paper" and doc["empty_predictions"] == 1
+    assert doc["name"] == "p" and doc["coverage"]["checked"] is False  # no --data: coverage unknown, and said so
     assert set(doc["per_modality"]["paper"]) == {"clinical", "pathology"}

@@ -35,6 +35,8 @@ results.json (``schema_version`` 1), common keys:
 - ``per_class`` (classification): ``{class: {"recall", "support"}}``, plus ``confusion_matrix``;
 - ``unavailable``: ``{metric: {"reason", "fix"}}`` for metrics whose resources are missing; their
   value in ``metrics`` is null, never 0;
+- ``warnings`` (classification): problems in the input that did not stop the run, one line each, also
+  printed (an image listed with two labels, feature cache files recomputed);
 - ``created_at`` and ``files`` (the other outputs, relative to the folder);
 - ``name``: the run's label in tables and cards (``--name``; default the model or the file name);
 - ``coverage``: ``{checked, rows_in_split, answered, fraction, complete, missing_count,

@@ -31,12 +31,21 @@ BAD_INPUT = (EndpointError, ImageFileError, LabelFileError, ModelError, Predicti
 def _report(payload: dict[str, Any] | None, out: str) -> int:
     if payload is None:  # a non-main rank of a data-parallel run: rank 0 reports
         return ExitCode.OK
+    for line in payload.get("warnings") or []:  # input problems the run recorded in results.json
+        print(f"warning: {line}", file=sys.stderr)
     for metric, why in (payload.get("unavailable") or {}).items():
         print(f"note: {metric} unavailable: {why['reason']} Fix: {why['fix']}", file=sys.stderr)
     failed = (payload.get("failed") or {}).get("count", 0)
     if failed:
         print(f"warning: {failed} question(s) failed and are not scored (reasons in results.json); "
               "rerun the same command with --resume to ask them again.", file=sys.stderr)
+    coverage = payload.get("coverage") or {}
+    if coverage.get("checked") is False:
+        print("note: coverage not checked (no --data): a subset of the split would go unnoticed; pass --data to "
+              "match the answers to the split's rows.", file=sys.stderr)
+    elif coverage and not coverage.get("complete", True):
+        print(f"warning: scored {coverage['answered']} of {coverage['rows_in_split']} rows (partial; recorded in "
+              "results.json): not comparable with full runs.", file=sys.stderr)
     print(f"wrote {out}/results.json, results.md, predictions and the figure")
     return ExitCode.OK
 
@@ -61,7 +70,9 @@ def _zeroshot(options: ZeroShotOptions) -> dict[str, Any] | None:
     """``eval zeroshot``: with --export-prompts write the prompts and stop (no payload), else run and score."""
     if not options.export_prompts:
         return run_zeroshot(options)
-    _, rows, paths = zeroshot_rows(options)
+    labels, rows, paths = zeroshot_rows(options)
+    for line in labels.warnings():
+        print(f"warning: {line}", file=sys.stderr)
     path = export_prompts(rows, paths, options.export_prompts)
     print(f"wrote {len(rows)} prompts to {path}: answer each, then score them with --predictions FILE "
           "(JSON lines with the same 'id' and your model's 'prediction')")

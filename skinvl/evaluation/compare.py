@@ -254,7 +254,7 @@ def _write_outputs(out: Path, payload: dict[str, Any], figure_metric: str) -> No
 
 def _plot(out: Path, board: dict[str, dict[str, dict[str, dict]]], metric: str) -> Path:
     """One panel per protocol: groups (overall, modalities) on x, one bar per run, ``metric`` x100."""
-    plt = report._pyplot()
+    plt = report.pyplot()
     protocols = list(board)
     fig, axes = plt.subplots(1, max(1, len(protocols)), figsize=(6 * max(1, len(protocols)), 4), squeeze=False)
     for ax, protocol in zip(axes[0], protocols, strict=False):

@@ -22,13 +22,21 @@ are refused unless ``allow_partial`` (the coverage goes to results.json either w
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skinvl.evaluation.predictions import PredictionsFileError, iter_rows
+from skinvl.evaluation.predictions import (
+    PredictionsFileError,
+    canonical_modality,
+    check_header,
+    iter_rows,
+    read_text,
+)
 from skinvl.evaluation.runs import Row
 
 ID_COLUMNS = ("id", "question_id", "row_id")
@@ -84,7 +92,7 @@ def detect_format(path: Path) -> str:
     if suffix in (".xlsx", ".tsv"):
         return "vlmevalkit"
     if suffix in (".jsonl", ".json", ".ndjson") and path.is_file():
-        with path.open(encoding="utf-8") as f:
+        with path.open(encoding="utf-8", errors="replace") as f:  # only a guess: iter_rows names bad bytes
             first = next((line for line in f if line.strip()), "")
         try:
             head = json.loads(first)
@@ -105,7 +113,8 @@ def _skinvl_answer(row: dict[str, Any], where: str) -> Answer:
                                    "string for a blank answer.")
     row_id = next((_text(row.get(c)) for c in ID_COLUMNS if _text(row.get(c)) is not None), None)
     return Answer(prediction, where, id=row_id, position=_position(row.get("index")), question=_text(row.get("question")),
-                  answer=_text(row.get("answer")), modality=_text(row.get("modality")), image_id=_text(row.get("image_id")))
+                  answer=_text(row.get("answer")), modality=canonical_modality(_text(row.get("modality")), where),
+                  image_id=_text(row.get("image_id")))
 
 
 def _unwrap(value: Any) -> Any:
@@ -127,7 +136,7 @@ def _lmms_eval_answer(row: dict[str, Any], where: str) -> Answer:
     modality = doc.get("modality")  # a ClassLabel stays an integer in lmms-eval's doc: --data names it
     return Answer(response, where, id=_text(doc.get("question_id")), position=position, question=_text(doc.get("question")),
                   answer=_text(row.get("target")) or _text(doc.get("answer")),
-                  modality=modality if isinstance(modality, str) else None, image_id=_text(doc.get("image_id")))
+                  modality=canonical_modality(modality, where) if isinstance(modality, str) else None, image_id=_text(doc.get("image_id")))
 
 
 def _vlmevalkit_frame(path: Path):
@@ -138,7 +147,9 @@ def _vlmevalkit_frame(path: Path):
             return pd.read_excel(path, dtype=object)  # needs openpyxl (the `eval` extra)
         except ImportError as err:
             raise PredictionsFileError(f"{path}: reading .xlsx needs openpyxl ({err}). Fix: pip install openpyxl") from err
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    text = read_text(path, PredictionsFileError)
+    check_header(next(csv.reader(io.StringIO(text), delimiter="\t"), []), path)  # pandas would rename a twin "x.1"
+    return pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
 
 
 def _vlmevalkit_answers(path: Path) -> list[Answer]:
@@ -158,7 +169,7 @@ def _vlmevalkit_answers(path: Path) -> list[Answer]:
         position = _position(index)
         row_id = _text(row.get("question_id")) or (index if position is None else None)
         answers.append(Answer(prediction, where, id=row_id, position=position, question=_text(row.get("question")),
-                              answer=_text(row.get("answer")), modality=_text(row.get("modality")),
+                              answer=_text(row.get("answer")), modality=canonical_modality(_text(row.get("modality")), where),
                               image_id=_text(row.get("image_id"))))
     return answers
 

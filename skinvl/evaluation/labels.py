@@ -4,8 +4,10 @@ The family: one row per image, a column with the image path relative to the benc
 root (``image``), an attribute column (``atributes`` sic, or ``attributes``; ignored) and the
 label column (``categories``) holding a Python list literal such as ``['Nevus']``. Files of the
 family differ in spelling and case of the column names and carry extra columns, so columns are
-matched after normalisation (lowercase, non-alphanumerics removed) against the aliases below,
-and extra columns are ignored. A label cell may also be a bare string (``Nevus``).
+matched by :func:`mm_skin.columns.match_columns` (the builder's matcher: case, spaces, ``_`` and
+``-`` ignored) against the aliases below, and extra columns are ignored. A header naming a column
+twice is refused, as in the builder. Files are UTF-8 (a BOM is allowed). A label cell may also be
+a bare string (``Nevus``).
 
 Rules, applied the same way to every file:
 
@@ -14,6 +16,9 @@ Rules, applied the same way to every file:
 - rows with no category (``[]`` or blank): not evaluated, listed in ``skipped_rows`` with the reason;
 - a label cell that is neither a list literal of strings nor a bare string: an error naming the
   file, row and value;
+- the same image listed with different labels: every row is still evaluated (as the authors'
+  protocol does), but the conflict is counted and listed (``conflicting_labels``, naming the rows)
+  in results.json and the command prints a warning naming the first two rows; fix the file;
 - class order: ``classes`` when given (labels outside it are an error), else the labels sorted
   case-insensitively (for HAM10000 that is the authors' alphabetical list).
 """
@@ -22,11 +27,14 @@ from __future__ import annotations
 
 import ast
 import csv
-import re
+import io
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mm_skin.columns import MATCH_RULE, duplicate_columns_problem, match_columns
 from mm_skin.paths import UnsafePathError, resolve_inside
+from skinvl.evaluation.predictions import read_text
 
 IMAGE_COLUMNS = ("image", "img", "imagepath", "path", "file", "filename", "imagename", "imagefile", "filepath")
 LABEL_COLUMNS = ("categories", "category", "labels", "label", "class", "classes", "diagnosis", "dx", "target")
@@ -54,6 +62,7 @@ class LabelFile:
     classes: list[str]
     multi_label_rows: list[dict] = field(default_factory=list)
     skipped_rows: list[dict] = field(default_factory=list)
+    conflicting_labels: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
         """Counts and lists for results.json."""
@@ -65,22 +74,44 @@ class LabelFile:
             "multi_label_rows": self.multi_label_rows,
             "skipped_count": len(self.skipped_rows),
             "skipped_rows": self.skipped_rows,
+            "conflicting_labels_count": len(self.conflicting_labels),
+            "conflicting_labels": self.conflicting_labels,
         }
 
+    def warnings(self) -> list[str]:
+        """One line per problem a user must hear about (the lists are in :meth:`summary`)."""
+        if not self.conflicting_labels:
+            return []
+        first = self.conflicting_labels[0]
+        a = first["rows"][0]
+        b = next(r for r in first["rows"] if r["label"] != a["label"])
+        return [f"{self.path}, rows {a['row']} and {b['row']}: image {first['image']!r} is labelled {a['label']!r} "
+                f"and {b['label']!r} ({len(self.conflicting_labels)} such image(s), listed in results.json as "
+                "conflicting_labels); both rows are evaluated, so one always counts as wrong: fix the file."]
 
-def _norm_header(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+def _find_columns(fieldnames: list[str], path: Path) -> tuple[str, str]:
+    """The image and label column names (one matcher and one duplicate rule with the builder)."""
+    problem = duplicate_columns_problem(fieldnames)
+    if problem:
+        raise LabelFileError(f"{path}, header: {problem}.")
+    found = match_columns(fieldnames, {"image": IMAGE_COLUMNS, "label (categories)": LABEL_COLUMNS})
+    for what, aliases in (("image", IMAGE_COLUMNS), ("label (categories)", LABEL_COLUMNS)):
+        if what not in found:
+            raise LabelFileError(
+                f"{path}: no {what} column; found {fieldnames}. Expected one of {list(aliases)} "
+                f"({MATCH_RULE}), as in the authors' files (image, atributes, categories)."
+            )
+    return fieldnames[found["image"]], fieldnames[found["label (categories)"]]
 
 
-def _find_column(fieldnames: list[str], aliases: tuple[str, ...], what: str, path: Path) -> str:
-    by_norm = {_norm_header(f): f for f in fieldnames}
-    for alias in aliases:
-        if alias in by_norm:
-            return by_norm[alias]
-    raise LabelFileError(
-        f"{path}: no {what} column; found {fieldnames}. Expected one of {list(aliases)} "
-        "(case and punctuation ignored), as in the authors' files (image, atributes, categories)."
-    )
+def _conflicts(rows: list[LabeledImage]) -> list[dict]:
+    """Images listed more than once with different labels: ``{"image", "rows": [{"row", "label"}]}``."""
+    by_image: dict[str, list[LabeledImage]] = {}
+    for r in rows:  # "a/x.png" and "./a/x.png" name one file
+        by_image.setdefault(posixpath.normpath(r.image.replace("\\", "/")), []).append(r)
+    return [{"image": same[0].image, "rows": [{"row": r.row, "label": r.label} for r in same]}
+            for same in by_image.values() if len({r.label for r in same}) > 1]
 
 
 def _parse_categories(cell: str, path: Path, row: int) -> list[str]:
@@ -113,26 +144,23 @@ def read_label_csv(path: str | Path, classes: list[str] | None = None) -> LabelF
     path = Path(path)
     if not path.is_file():
         raise LabelFileError(f"{path}: no such label file.")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        fieldnames = list(reader.fieldnames or [])
-        image_col = _find_column(fieldnames, IMAGE_COLUMNS, "image", path)
-        label_col = _find_column(fieldnames, LABEL_COLUMNS, "label (categories)", path)
-        rows: list[LabeledImage] = []
-        multi: list[dict] = []
-        skipped: list[dict] = []
-        for i, record in enumerate(reader, start=1):
-            image = (record.get(image_col) or "").strip()
-            labels = _parse_categories(record.get(label_col) or "", path, i)
-            if not image:
-                skipped.append({"row": i, "image": image, "reason": "blank image path"})
-                continue
-            if not labels:
-                skipped.append({"row": i, "image": image, "reason": "no category"})
-                continue
-            if len(labels) > 1:
-                multi.append({"row": i, "image": image, "categories": labels, "used": labels[0]})
-            rows.append(LabeledImage(image=image, label=labels[0], row=i))
+    reader = csv.DictReader(io.StringIO(read_text(path, LabelFileError), newline=""))
+    image_col, label_col = _find_columns(list(reader.fieldnames or []), path)
+    rows: list[LabeledImage] = []
+    multi: list[dict] = []
+    skipped: list[dict] = []
+    for i, record in enumerate(reader, start=1):
+        image = (record.get(image_col) or "").strip()
+        labels = _parse_categories(record.get(label_col) or "", path, i)
+        if not image:
+            skipped.append({"row": i, "image": image, "reason": "blank image path"})
+            continue
+        if not labels:
+            skipped.append({"row": i, "image": image, "reason": "no category"})
+            continue
+        if len(labels) > 1:
+            multi.append({"row": i, "image": image, "categories": labels, "used": labels[0]})
+        rows.append(LabeledImage(image=image, label=labels[0], row=i))
     if not rows:
         raise LabelFileError(f"{path}: no labelled rows (skipped {len(skipped)}).")
     if classes:
@@ -146,7 +174,8 @@ def read_label_csv(path: str | Path, classes: list[str] | None = None) -> LabelF
         ordered = list(classes)
     else:
         ordered = sorted({r.label for r in rows}, key=lambda s: (s.lower(), s))
-    return LabelFile(path=path, rows=rows, classes=ordered, multi_label_rows=multi, skipped_rows=skipped)
+    return LabelFile(path=path, rows=rows, classes=ordered, multi_label_rows=multi, skipped_rows=skipped,
+                     conflicting_labels=_conflicts(rows))
 
 
 def resolve_images(labels: LabelFile, root: str | Path, limit: int | None = None) -> list[tuple[LabeledImage, Path]]:

@@ -5,23 +5,32 @@ A predictions file holds one row per question with the columns
 - ``question``: the question asked;
 - ``answer``: the reference answer (must not be blank);
 - ``prediction``: the model's answer (may be blank: blank answers are scored, and counted);
-- ``modality`` (optional): clinical / dermoscopic / pathology, for the per-modality tables;
+- ``modality`` (optional): clinical / dermoscopic / pathology, for the per-modality tables; the
+  builder's spellings are accepted (``Skin``, ``dermoscopy``, ``H&E``... via
+  :data:`mm_skin.schema.MODALITY_ALIASES`) and stored canonical, so ``Skin`` and ``clinical`` are one
+  group; any other value is an error naming the row (a typo would otherwise become its own group);
 - ``image_id`` (optional): any identifier of the image, carried through to the reports;
 - ``id`` (optional): the row id (the dataset's ``question_id``; ``skinvl eval vqa`` writes it), used
   by ``--data`` to check coverage and by ``skinvl eval compare`` to pair rows.
 
-Other columns are allowed and ignored. ``skinvl eval vqa`` writes exactly this format, so a
+Other columns are allowed and ignored; a header naming a column twice is refused (the builder's
+rule, :mod:`mm_skin.columns`). Files are UTF-8 (a BOM is allowed); anything else is an error
+naming the line. ``skinvl eval vqa`` writes exactly this format, so a
 file from any other model (GPT-4o, another VLM) is scored the same way.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mm_skin.columns import duplicate_columns_problem
+from mm_skin.schema import MODALITIES, MODALITY_ALIASES, normalize_modality
 
 REQUIRED_COLUMNS = ("question", "answer", "prediction")
 OPTIONAL_COLUMNS = ("modality", "image_id", "id")
@@ -41,6 +50,32 @@ class VQASample:
     modality: str | None = None
     image_id: str | None = None
     id: str | None = None  # the row id (question_id) when known
+
+
+def read_text(path: Path, error: type[ValueError]) -> str:
+    """The text of a UTF-8 file (a BOM is dropped); ``error`` naming the file and line otherwise."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise error(f"{path}: cannot read the file ({err.strerror or err}); check its permissions.") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise error(f"{path}, line {line}: not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start}); "
+                    "re-save the file as UTF-8 (spreadsheets: 'CSV UTF-8').") from None
+
+
+def canonical_modality(value: Any, where: str) -> str | None:
+    """A modality cell as one of MODALITIES (aliases such as ``Skin`` mapped); None when blank."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    canonical = MODALITY_ALIASES.get(normalize_modality(str(value)))
+    if canonical is None:
+        raise PredictionsFileError(
+            f"{where}: modality {value!r} is not recognised; write one of {', '.join(MODALITIES)} (or a known "
+            "alias such as 'skin', 'dermoscopy', 'histology'), or leave the cell blank.")
+    return canonical
 
 
 def _sample_from_row(row: dict, where: str) -> VQASample:
@@ -79,6 +114,7 @@ def _sample_from_row(row: dict, where: str) -> VQASample:
             values[column] = None
         else:
             values[column] = str(value)
+    values["modality"] = canonical_modality(values["modality"], where)
     return VQASample(**values)  # type: ignore[arg-type]
 
 
@@ -91,6 +127,13 @@ def _check_columns(columns: list[str], path: Path) -> None:
         )
 
 
+def check_header(header: list[str], path: Path) -> None:
+    """Refuse a header that names a column twice (which of the two is meant is a guess)."""
+    problem = duplicate_columns_problem(header)
+    if problem:
+        raise PredictionsFileError(f"{path}, header: {problem}.")
+
+
 def iter_rows(path: str | Path) -> Iterator[tuple[dict[str, Any], str]]:
     """``(row, where)`` for each row of a ``.csv`` or ``.jsonl`` file; ``where`` names file and row/line.
 
@@ -101,26 +144,26 @@ def iter_rows(path: str | Path) -> Iterator[tuple[dict[str, Any], str]]:
         raise PredictionsFileError(f"{path}: no such file.")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            # Row numbers are 1-based data rows; the header is line 1 of the file.
-            for i, row in enumerate(csv.DictReader(f), start=1):
-                yield row, f"{path}, row {i}"
+        reader = csv.DictReader(io.StringIO(read_text(path, PredictionsFileError), newline=""))
+        check_header(reader.fieldnames or [], path)
+        # Row numbers are 1-based data rows; the header is line 1 of the file.
+        for i, row in enumerate(reader, start=1):
+            yield row, f"{path}, row {i}"
         return
     if suffix not in (".jsonl", ".json", ".ndjson"):
         raise PredictionsFileError(f"{path}: unknown extension {suffix!r}; use .csv or .jsonl.")
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PredictionsFileError(
-                    f"{path}, line {i}: not valid JSON ({e.msg}). A .jsonl file needs one JSON object per line."
-                ) from e
-            if not isinstance(row, dict):
-                raise PredictionsFileError(f"{path}, line {i}: expected a JSON object, got {type(row).__name__}.")
-            yield row, f"{path}, line {i}"
+    for i, line in enumerate(read_text(path, PredictionsFileError).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PredictionsFileError(
+                f"{path}, line {i}: not valid JSON ({e.msg}). A .jsonl file needs one JSON object per line."
+            ) from e
+        if not isinstance(row, dict):
+            raise PredictionsFileError(f"{path}, line {i}: expected a JSON object, got {type(row).__name__}.")
+        yield row, f"{path}, line {i}"
 
 
 def read_predictions(path: str | Path) -> list[VQASample]:

@@ -5,7 +5,11 @@ tower -> feature layer -> projector, one vector per patch token), mean-pooled ov
 tokens. Extracted in batches under ``torch.inference_mode`` and cached on disk, one ``.npy`` per
 image under ``<cache>/<model key>/``: the model key hashes the config, the image processor's
 settings and the vision tower + projector weights; the image key hashes the file's bytes. A
-second run with the same model and images therefore loads every vector from the cache.
+second run with the same model and images therefore loads every vector from the cache. Each
+file is written to a temporary name and renamed into place, so a killed run leaves no truncated
+vector; a cache file that still does not load as a float vector (truncated or corrupted by other
+means) is recomputed and replaced, counted in ``feature_cache`` (``replaced``) and named in a
+warning.
 
 Classifier (as the paper): ``StandardScaler`` + ``LogisticRegression``, C chosen from
 ``10 ** linspace(-5, 1, 10)`` by 5-fold stratified cross-validation (sklearn's default
@@ -20,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +81,38 @@ def file_key(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _load_cached(folder: Path, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Cached vectors by key, and the cache files that exist but are not a 1-D float vector."""
+    vectors: dict[str, np.ndarray] = {}
+    bad: list[str] = []
+    for k in dict.fromkeys(keys):
+        f = folder / f"{k}.npy"
+        if not f.is_file():
+            continue
+        try:
+            v = np.load(f, allow_pickle=False)
+        except (OSError, ValueError, EOFError):  # truncated, not .npy, or a pickle: recompute it
+            bad.append(str(f))
+            continue
+        if v.ndim == 1 and v.size and np.issubdtype(v.dtype, np.floating):
+            vectors[k] = v
+        else:
+            bad.append(str(f))
+    return vectors, bad
+
+
+def _save_atomic(path: Path, vector: np.ndarray) -> None:
+    """np.save to a temporary file in the same folder, then rename: readers never see half a file."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, vector)
+        os.replace(name, path)
+    except BaseException:  # also KeyboardInterrupt: leave no temporary file behind
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
 def _pool(model, pixel_values):
     import torch
 
@@ -97,7 +134,8 @@ def extract_features(
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Mean-pooled projector features of ``image_paths`` (float32, one row per image), cached.
 
-    Returns the features and ``{"cached": n, "computed": m}``.
+    Returns the features and ``{"cached": n, "computed": m}`` (+ ``"replaced"``: the unreadable cache
+    files that were recomputed, when there were any).
     """
     import torch
     from tqdm.auto import tqdm
@@ -106,11 +144,7 @@ def extract_features(
     folder = cache / model_key(model, processor)
     folder.mkdir(parents=True, exist_ok=True)
     keys = [file_key(p) for p in image_paths]
-    vectors: dict[str, np.ndarray] = {}
-    for k in set(keys):
-        f = folder / f"{k}.npy"
-        if f.is_file():
-            vectors[k] = np.load(f)
+    vectors, bad = _load_cached(folder, keys)
     todo_keys = list(dict.fromkeys(k for k in keys if k not in vectors))
     first_path = {k: p for k, p in zip(reversed(keys), reversed(list(image_paths)), strict=True)}
     todo_images = LazyImages.from_files([first_path[k] for k in todo_keys])
@@ -125,10 +159,11 @@ def extract_features(
             pooled = _pool(model, pixel_values).float().cpu().numpy()
             for k, v in zip(batch, pooled, strict=True):
                 vectors[k] = v
-                np.save(folder / f"{k}.npy", v)
+                _save_atomic(folder / f"{k}.npy", v)
             bar.update(len(batch))
     features = np.stack([vectors[k] for k in keys]).astype(np.float32)
-    return features, {"cached": len(set(keys)) - len(todo_keys), "computed": len(todo_keys)}
+    stats: dict[str, Any] = {"cached": len(set(keys)) - len(todo_keys), "computed": len(todo_keys)}
+    return features, {**stats, "replaced": bad} if bad else stats
 
 
 def expected_calibration_error(proba: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS) -> float:
@@ -215,6 +250,14 @@ class ProbeOptions(ModelOptions):
     name: str | None = field(default=None, metadata={"help": "label of the run in tables and cards (default: the model)"})
 
 
+def _cache_warnings(*stats: dict[str, Any]) -> list[str]:
+    replaced = [f for s in stats for f in s.get("replaced", [])]
+    if not replaced:
+        return []
+    return [f"{len(replaced)} unreadable feature cache file(s) (first: {replaced[0]}) were recomputed and replaced; "
+            "nothing to do (delete the cache folder to rebuild it all)."]
+
+
 def run_probe(options: ProbeOptions, *, loaded: LoadedModel | None = None) -> dict[str, Any]:
     """``skinvl eval probe``: features for train and test images, fit, evaluate, write outputs."""
     train_labels, test_labels, limit, batch_size = options.train_labels, options.test_labels, options.limit, options.batch_size
@@ -249,6 +292,7 @@ def run_probe(options: ProbeOptions, *, loaded: LoadedModel | None = None) -> di
         "cv_auroc": result["cv_auroc"],
         "feature_cache": {"train": train_cache, "test": test_cache, "dim": int(train_x.shape[1])},
         "labels": {"train": train.summary(), "test": test.summary()},
+        "warnings": train.warnings() + test.warnings() + _cache_warnings(train_cache, test_cache),
         "limit": limit,
         "unavailable": result["unavailable"],
         "files": {"predictions": "predictions.csv", "markdown": "results.md", "figure": "confusion_matrix.png"},

@@ -77,7 +77,8 @@ def write_markdown(out_dir: str | Path, text: str) -> Path:
     return path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
@@ -94,7 +95,7 @@ def plot_vqa(
     Metrics that are unavailable everywhere are left out; ``note`` (e.g. which ones and why) is
     printed under the chart.
     """
-    plt = _pyplot()
+    plt = pyplot()
     groups = list(per_group)
     shown = [m for m in metrics if any(per_group[g].get(m) is not None for g in groups)]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 2), 4))
@@ -122,7 +123,7 @@ def plot_vqa(
 
 def plot_confusion(out_dir: str | Path, matrix, row_labels: Sequence[str], col_labels: Sequence[str], title: str) -> Path:
     """Confusion matrix heat map with counts (rows: true class, columns: predicted)."""
-    plt = _pyplot()
+    plt = pyplot()
     n_rows, n_cols = len(row_labels), len(col_labels)
     fig, ax = plt.subplots(figsize=(1.0 + 0.8 * n_cols + 2, 1.0 + 0.6 * n_rows + 1.5))
     ax.imshow(matrix, cmap="Blues")

@@ -243,7 +243,7 @@ def score_zeroshot(done: list[dict[str, Any]], labels: LabelFile, options: ZeroS
         "prompt": build_prompt(labels.classes), "metrics": head["metrics"], "per_class": head["per_class"],
         "confusion_matrix": head["confusion_matrix"],
         "metrics_by_protocol": {p: v["metrics"] for p, v in by_protocol.items()},
-        "labels": labels.summary(), "limit": options.limit, **meta, "unavailable": {},
+        "labels": labels.summary(), "warnings": labels.warnings(), "limit": options.limit, **meta, "unavailable": {},
         "files": {"predictions": "predictions.csv", "markdown": "results.md", "figure": "confusion_matrix.png",
                   **({} if options.predictions else {"log": "predictions.jsonl"})},
     }
