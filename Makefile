@@ -31,6 +31,7 @@ bench: install
 	$(PY) bench/convert.py
 	$(PY) bench/eval.py
 	$(PY) bench/train.py
+	$(PY) bench/audit.py
 
 lint: install
 	$(VENV)/bin/ruff check .

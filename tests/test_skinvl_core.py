@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -38,13 +37,11 @@ def saved_tiny(tiny, tmp_path_factory):
     return folder
 
 
-def test_build_tiny_is_fast_seeded_and_random():
-    start = time.perf_counter()
+def test_build_tiny_is_seeded_and_random():
+    # How fast it builds is a benchmark matter (speed targets live in bench/, not in tests).
     model_a, processor = build_tiny(seed=0)
-    elapsed = time.perf_counter() - start
     model_b, _ = build_tiny(seed=0)
     model_c, _ = build_tiny(seed=1)
-    assert elapsed < 1.0, f"build_tiny took {elapsed:.2f} s"
     a, b, c = (m.state_dict() for m in (model_a, model_b, model_c))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["lm_head.weight"], c["lm_head.weight"])

@@ -181,7 +181,7 @@ def bertscore(
         return None, {
             "reason": f"BERTScore could not load {settings.bertscore_model!r} "
             f"(layer {settings.bertscore_layer}): {first}",
-            "fix": "download bert-base-uncased once (huggingface-cli download bert-base-uncased) "
+            "fix": "download bert-base-uncased once (hf download bert-base-uncased) "
             "or pass --bertscore-model PATH to a local BERT checkpoint folder",
         }
     out = {"precision": list(zeros), "recall": list(zeros), "f1": list(zeros)}
