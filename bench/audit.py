@@ -30,17 +30,14 @@ import subprocess
 import sys
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter, zoom
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mm_skin.audit import collect, image_pairs  # noqa: E402
-from mm_skin.audit_sources import SourceRow  # noqa: E402
-from mm_skin.image_hashes import VARIANTS, fingerprint, near_pairs  # noqa: E402
+from mm_skin.audit import collect, image_pairs
+from mm_skin.audit_sources import SourceRow
+from mm_skin.image_hashes import VARIANTS, fingerprint, near_pairs
 
 RELEASE_IMAGES = 11_039
 

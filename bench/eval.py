@@ -31,8 +31,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]  # the package itself is installed (editable) by make install
 TEST_CSV = Path(os.environ.get("MM_SKIN_SHARED", REPO.parent / "shared")) / "mmskin-release/Dataframe/test/vqa/MM-Skin_test.csv"
 
 
