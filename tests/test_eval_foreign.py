@@ -106,7 +106,7 @@ def test_partial_answers_are_refused_unless_allowed(vqa_folder, tmp_path, capsys
     assert doc["coverage"]["missing_ids"][0] == rows[1]["question_id"]
 
 
-@pytest.mark.parametrize("damage", ["shifted", "failed", "duplicate", "other_split"])
+@pytest.mark.parametrize("damage", ["shifted", "failed", "duplicate", "other_split", "answer_type"])
 def test_misaligned_or_failed_answers_are_one_line_errors(damage, vqa_folder, tmp_path, capsys):  # noqa: F811
     rows = _split(vqa_folder)
     frame = vlmevalkit_frame(rows, model_answers(rows))
@@ -116,6 +116,8 @@ def test_misaligned_or_failed_answers_are_one_line_errors(damage, vqa_folder, tm
         frame.loc[3, "prediction"] = "Failed to obtain answer via API."
     elif damage == "duplicate":
         frame.loc[3, "index"] = 2
+    elif damage == "answer_type":  # the file's answer types disagree with the dataset's
+        frame["answer_type"] = ["open"] * len(frame)
     else:
         frame["question_id"] = [f"other-{i}" for i in range(len(frame))]
     path = tmp_path / "bad.tsv"
@@ -124,7 +126,7 @@ def test_misaligned_or_failed_answers_are_one_line_errors(damage, vqa_folder, tm
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error:") and "\n" not in err and str(path) in err
     expected = {"shifted": "differs from row", "failed": "could not get an answer", "duplicate": "answered twice",
-                "other_split": "is not in the split"}[damage]
+                "other_split": "is not in the split", "answer_type": "the answer_type 'open' differs from row"}[damage]
     assert expected in err
 
 

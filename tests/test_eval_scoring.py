@@ -219,6 +219,20 @@ def test_predictions_file_validation(tmp_path):
         read_predictions(tmp_path / "x.txt")
 
 
+def test_answer_type_column_is_validated_and_needs_the_standard_protocol(tmp_path):
+    typed = tmp_path / "typed.csv"
+    typed.write_text("question,answer,prediction,answer_type\nIs it raised?,Yes.,No.,Closed \nWhat?,A nevus.,A nevus.,\n")
+    samples = read_predictions(typed)
+    assert [s.answer_type for s in samples] == ["closed", None]  # case and spaces ignored; blank = unknown
+    result = score_vqa(samples, ["paper", "standard"], NO_BERT)
+    assert set(result.per_answer_type) == {"standard"} and set(result.per_answer_type["standard"]) == {"closed", "unknown"}
+    assert result.per_answer_type["standard"]["closed"]["yes_no_accuracy"] == 0.0
+    assert score_vqa(samples, ["paper"], NO_BERT).per_answer_type == {}  # per type is a standard-protocol table
+    typed.write_text("question,answer,prediction,answer_type\nIs it raised?,Yes.,No.,yes-no\n")
+    with pytest.raises(PredictionsFileError, match=r"typed.csv, row 1: answer_type 'yes-no' is not recognised"):
+        read_predictions(typed)
+
+
 def test_eval_score_command_writes_all_outputs(tmp_path):
     from skinvl.evaluation.cli import register_cli
 

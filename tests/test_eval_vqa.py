@@ -47,6 +47,13 @@ def test_eval_vqa_end_to_end(vqa_folder, tiny, tmp_path):
     assert [r["id"] for r in rows] == list(load_vqa_split(str(vqa_folder))["question_id"])
     assert doc["name"] == "skinvl-tiny" and doc["coverage"]["complete"] and doc["coverage"]["answered"] == 12
     assert (out / "vqa_scores.png").read_bytes()[:4] == b"\x89PNG"
+    # The dataset's answer types reach the predictions files and the per-type table.
+    types = list(load_vqa_split(str(vqa_folder))["answer_type"])
+    assert [r["answer_type"] for r in rows] == types
+    log = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["answer_type"] for r in log] == types
+    assert set(doc["per_answer_type"]["standard"]) == {"closed", "open"}
+    assert "## Protocol `standard` per answer type" in (out / "results.md").read_text()
 
     # The raw predictions file is exactly what `eval score` reads: scoring it again agrees.
     from skinvl.evaluation.vqa import run_score
@@ -107,3 +114,65 @@ def test_skinvl_console_command_runs_eval_score(tmp_path):
     assert doc["protocol"] == "paper" and doc["empty_predictions"] == 1
     assert doc["name"] == "p" and doc["coverage"]["checked"] is False  # no --data: coverage unknown, and said so
     assert set(doc["per_modality"]["paper"]) == {"clinical", "pathology"}
+
+
+def _closed_open_predictions(ds) -> list[str]:
+    """Deterministic answers: every other closed question answered wrong, open ones cut short."""
+    out: list[str] = []
+    closed = 0
+    for answer, kind in zip(ds["answer"], ds["answer_type"], strict=True):
+        if kind == "closed":
+            closed += 1
+            out.append(("No." if answer.lower().startswith("yes") else "Yes.") if closed % 2 else answer)
+        else:
+            out.append(" ".join(answer.split()[:3]))
+    return out
+
+
+def test_per_answer_type_scores_equal_scoring_each_subset(tmp_path):
+    """``eval score`` on the built sample's train split (6 closed, 42 open questions): the per-type numbers
+    are the standard protocol on each subset."""
+    import subprocess
+    import sys
+
+    from skinvl.evaluation.predictions import VQASample
+    from skinvl.evaluation.scoring import ScoreSettings, score_vqa
+    from skinvl.evaluation.vqa import CoverageOptions, load_vqa_split, run_score
+
+    if not SAMPLE.is_dir():
+        pytest.skip(f"{SAMPLE} is absent")
+    data = tmp_path / "mm-skin"
+    subprocess.run([sys.executable, "-m", "mm_skin_dataset", "build", str(SAMPLE), "--out", str(data)], check=True,
+                   capture_output=True)
+    ds = load_vqa_split(str(data), split="train")
+    preds = _closed_open_predictions(ds)
+    settings = ScoreSettings(bertscore=False)
+    expected = {}
+    for kind in ("closed", "open"):
+        subset = [VQASample(q, a, p) for q, a, p, t in zip(ds["question"], ds["answer"], preds, ds["answer_type"], strict=True)
+                  if t == kind]
+        assert subset, f"the sample split has no {kind} question"
+        expected[kind] = score_vqa(subset, ["standard"], settings).metrics["standard"]["overall"]
+    # The closed subset really is the yes/no one: its yes/no accuracy is over all its questions.
+    assert expected["closed"]["yes_no_count"] == expected["closed"]["n"] and 0 < expected["closed"]["yes_no_accuracy"] < 1
+
+    plain = tmp_path / "plain.jsonl"  # ids only: the types come from --data
+    plain.write_text("".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in zip(ds["question_id"], preds, strict=True)))
+    typed = tmp_path / "typed.csv"  # the file's own answer_type column, no --data
+    with typed.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("question", "answer", "prediction", "answer_type"),
+                                 *zip(ds["question"], ds["answer"], preds, ds["answer_type"], strict=True)])
+    by_data = run_score(plain, tmp_path / "by_data", settings=settings, split=CoverageOptions(data=str(data), split="train"))
+    by_file = run_score(typed, tmp_path / "by_file", settings=settings)
+    for doc in (by_data, by_file):
+        assert doc["per_answer_type"] == {"standard": expected}
+        assert doc["metrics"] == by_data["metrics"]  # additive: the overall numbers do not move
+
+    # No answer type anywhere: no per-type section, no error.
+    untyped = tmp_path / "untyped.csv"
+    with untyped.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("question", "answer", "prediction"), *zip(ds["question"], ds["answer"], preds, strict=True)])
+    doc = run_score(untyped, tmp_path / "untyped", settings=settings)
+    assert "per_answer_type" not in doc and doc["metrics"] == by_data["metrics"]
+    assert "answer type" not in (tmp_path / "untyped" / "results.md").read_text()
+    assert "answer_type" not in (tmp_path / "untyped" / "predictions.csv").read_text().splitlines()[0]

@@ -32,6 +32,8 @@ results.json (``schema_version`` 1), common keys:
   {...}}`` computed over all samples; for classification ``{"accuracy", "macro_f1",
   "balanced_accuracy", ...}``;
 - ``per_modality`` (VQA): ``{protocol: {modality: {metric: value, "n": count}}}``;
+- ``per_answer_type`` (VQA, only when the samples carry ``answer_type``): ``{"standard": {"closed" |
+  "open": {metric: value, "n": count}}}``;
 - ``per_class`` (classification): ``{class: {"recall", "support"}}``, plus ``confusion_matrix``;
 - ``unavailable``: ``{metric: {"reason", "fix"}}`` for metrics whose resources are missing; their
   value in ``metrics`` is null, never 0;

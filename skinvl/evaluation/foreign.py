@@ -5,6 +5,8 @@
 - ``skinvl`` (``.csv`` / ``.jsonl``): our predictions format (a ``skinvl eval`` run's
   ``predictions.jsonl``, or a file written by hand / an API script): a ``prediction`` column and a
   row id in ``id`` (or ``question_id``), or a 0-based row number in ``index``;
+- in every format an ``answer_type`` (closed/open) column or doc field is kept for the per
+  answer-type scores;
 - ``lmms-eval`` (``*_samples_*.jsonl``, ``--log_samples``): one JSON object per document with
   ``doc_id`` (the row's position in the split), ``doc`` (the row without its image columns, so
   ``question_id``, ``question`` and ``answer`` of MM-Skin), ``target``, ``resps`` (raw answers, a
@@ -32,6 +34,7 @@ from typing import Any
 
 from skinvl.evaluation.predictions import (
     PredictionsFileError,
+    canonical_answer_type,
     canonical_modality,
     check_header,
     iter_rows,
@@ -56,6 +59,7 @@ class Answer:
     answer: str | None = None  # the reference, when the file carries one
     modality: str | None = None
     image_id: str | None = None
+    answer_type: str | None = None  # closed / open, when the file carries it
 
 
 @dataclass
@@ -114,7 +118,7 @@ def _skinvl_answer(row: dict[str, Any], where: str) -> Answer:
     row_id = next((_text(row.get(c)) for c in ID_COLUMNS if _text(row.get(c)) is not None), None)
     return Answer(prediction, where, id=row_id, position=_position(row.get("index")), question=_text(row.get("question")),
                   answer=_text(row.get("answer")), modality=canonical_modality(_text(row.get("modality")), where),
-                  image_id=_text(row.get("image_id")))
+                  image_id=_text(row.get("image_id")), answer_type=canonical_answer_type(_text(row.get("answer_type")), where))
 
 
 def _unwrap(value: Any) -> Any:
@@ -136,7 +140,8 @@ def _lmms_eval_answer(row: dict[str, Any], where: str) -> Answer:
     modality = doc.get("modality")  # a ClassLabel stays an integer in lmms-eval's doc: --data names it
     return Answer(response, where, id=_text(doc.get("question_id")), position=position, question=_text(doc.get("question")),
                   answer=_text(row.get("target")) or _text(doc.get("answer")),
-                  modality=canonical_modality(modality, where) if isinstance(modality, str) else None, image_id=_text(doc.get("image_id")))
+                  modality=canonical_modality(modality, where) if isinstance(modality, str) else None, image_id=_text(doc.get("image_id")),
+                  answer_type=canonical_answer_type(_text(doc.get("answer_type")), where))
 
 
 def _vlmevalkit_frame(path: Path):
@@ -170,7 +175,8 @@ def _vlmevalkit_answers(path: Path) -> list[Answer]:
         row_id = _text(row.get("question_id")) or (index if position is None else None)
         answers.append(Answer(prediction, where, id=row_id, position=position, question=_text(row.get("question")),
                               answer=_text(row.get("answer")), modality=canonical_modality(_text(row.get("modality")), where),
-                              image_id=_text(row.get("image_id"))))
+                              image_id=_text(row.get("image_id")),
+                              answer_type=canonical_answer_type(_text(row.get("answer_type")), where)))
     return answers
 
 
@@ -203,7 +209,8 @@ def _row_of(answer: Answer, rows: Sequence[Row], by_id: dict[str, Row]) -> Row:
 
 def _check_same(answer: Answer, row: Row) -> None:
     """The answer must be to this row's question (and reference): else ids or order are off."""
-    pairs = [("question", answer.question, row.question), ("answer", answer.answer, row.fields.get("answer"))]
+    pairs = [("question", answer.question, row.question), ("answer", answer.answer, row.fields.get("answer")),
+             ("answer_type", answer.answer_type, row.fields.get("answer_type"))]
     for what, theirs, ours in pairs:
         if theirs is not None and ours is not None and " ".join(theirs.split()) != " ".join(str(ours).split()):
             raise PredictionsFileError(

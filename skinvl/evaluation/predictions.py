@@ -9,6 +9,9 @@ A predictions file holds one row per question with the columns
   builder's spellings are accepted (``Skin``, ``dermoscopy``, ``H&E``... via
   :data:`mm_skin.schema.MODALITY_ALIASES`) and stored canonical, so ``Skin`` and ``clinical`` are one
   group; any other value is an error naming the row (a typo would otherwise become its own group);
+- ``answer_type`` (optional): ``closed`` (a yes/no question answered yes or no) or ``open``, the
+  dataset's column (:func:`mm_skin.qa_columns.answer_type`), for the per answer-type table of the
+  ``standard`` protocol; any other value is an error naming the row;
 - ``image_id`` (optional): any identifier of the image, carried through to the reports;
 - ``id`` (optional): the row id (the dataset's ``question_id``; ``skinvl eval vqa`` writes it), used
   by ``--data`` to check coverage and by ``skinvl eval compare`` to pair rows.
@@ -24,16 +27,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mm_skin.columns import duplicate_columns_problem
+from mm_skin.qa_columns import CLOSED, OPEN
 from mm_skin.schema import MODALITIES, MODALITY_ALIASES, normalize_modality
 
 REQUIRED_COLUMNS = ("question", "answer", "prediction")
-OPTIONAL_COLUMNS = ("modality", "image_id", "id")
+OPTIONAL_COLUMNS = ("modality", "image_id", "id", "answer_type")
+ANSWER_TYPES = (CLOSED, OPEN)
 
 
 class PredictionsFileError(ValueError):
@@ -50,6 +55,7 @@ class VQASample:
     modality: str | None = None
     image_id: str | None = None
     id: str | None = None  # the row id (question_id) when known
+    answer_type: str | None = None  # "closed" / "open" when known
 
 
 def read_text(path: Path, error: type[ValueError]) -> str:
@@ -76,6 +82,18 @@ def canonical_modality(value: Any, where: str) -> str | None:
             f"{where}: modality {value!r} is not recognised; write one of {', '.join(MODALITIES)} (or a known "
             "alias such as 'skin', 'dermoscopy', 'histology'), or leave the cell blank.")
     return canonical
+
+
+def canonical_answer_type(value: Any, where: str) -> str | None:
+    """An answer-type cell as ``closed`` or ``open`` (case and spaces ignored); None when blank."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip().lower()
+    if text not in ANSWER_TYPES:
+        raise PredictionsFileError(
+            f"{where}: answer_type {value!r} is not recognised; write {CLOSED!r} (a yes/no question answered yes "
+            f"or no) or {OPEN!r}, or leave the cell blank.")
+    return text
 
 
 def _sample_from_row(row: dict, where: str) -> VQASample:
@@ -115,6 +133,7 @@ def _sample_from_row(row: dict, where: str) -> VQASample:
         else:
             values[column] = str(value)
     values["modality"] = canonical_modality(values["modality"], where)
+    values["answer_type"] = canonical_answer_type(values["answer_type"], where)
     return VQASample(**values)  # type: ignore[arg-type]
 
 
@@ -185,13 +204,25 @@ def read_predictions(path: str | Path) -> list[VQASample]:
     return samples
 
 
+def sample_columns(samples: Sequence[VQASample]) -> list[str]:
+    """The columns a predictions CSV of ``samples`` has: ``answer_type`` only when some sample knows it."""
+    typed = any(s.answer_type for s in samples)
+    return ["id", "image_id", "modality", *(["answer_type"] if typed else []), "question", "answer", "prediction"]
+
+
+def sample_cells(sample: VQASample, columns: Sequence[str]) -> list[str]:
+    """One sample's cells for ``columns`` (from :func:`sample_columns`); blank for unknown values."""
+    return [getattr(sample, column) or "" for column in columns]
+
+
 def write_predictions(samples: list[VQASample], path: str | Path) -> Path:
     """Write samples as a predictions CSV (the format :func:`read_predictions` reads)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    columns = sample_columns(samples)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", "image_id", "modality", "question", "answer", "prediction"])
+        writer.writerow(columns)
         for s in samples:
-            writer.writerow([s.id or "", s.image_id or "", s.modality or "", s.question, s.answer, s.prediction])
+            writer.writerow(sample_cells(s, columns))
     return path

@@ -37,6 +37,11 @@ command that fixes it; it is never reported as 0.
 
 Per modality. Every metric is computed on each modality's subset (corpus BLEU is recomputed on
 the subset) and on all samples (``overall``).
+
+Per answer type. When samples carry an ``answer_type`` (``closed``: a yes/no question answered yes
+or no; ``open``: the rest; the dataset's column), the ``standard`` protocol is also computed on
+each type's subset, the same way as per modality (the split SLAKE and VQA-RAD report). It needs
+the ``standard`` protocol; samples without a type form an ``unknown`` group.
 """
 
 from __future__ import annotations
@@ -112,6 +117,8 @@ class ScoreResult:
 
     ``metrics[protocol][group][metric]`` where group is ``"overall"`` or a modality; a value is
     None when the metric could not run, with the reason in ``unavailable[metric]``.
+    ``per_answer_type[protocol][type][metric]``: the same per answer type (``standard`` only;
+    empty when no sample has a type).
     """
 
     metrics: dict[str, dict[str, dict[str, float | int | None]]]
@@ -119,6 +126,7 @@ class ScoreResult:
     n_samples: int
     empty_predictions: int
     per_sample: dict[str, list[float | None]]
+    per_answer_type: dict[str, dict[str, dict[str, float | int | None]]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------- resources
@@ -318,12 +326,25 @@ def _rouge_score(preds: list[str], refs: list[str]) -> list[dict[str, float]]:
     return values
 
 
+def group_indices(keys: Sequence[str | None]) -> dict[str, list[int]]:
+    """Sample positions per key (modality, answer type), first-seen order; ``unknown`` for a blank key.
+
+    Empty when no sample has a key: the data has no such grouping.
+    """
+    groups: dict[str, list[int]] = {}
+    if any(keys):
+        for i, key in enumerate(keys):
+            groups.setdefault(key or "unknown", []).append(i)
+    return groups
+
+
 def score_vqa(
     samples: Sequence[VQASample],
     protocols: Sequence[str] = PROTOCOLS,
     settings: ScoreSettings | None = None,
 ) -> ScoreResult:
-    """Score VQA predictions with the ``paper`` and/or ``standard`` protocol, overall and per modality.
+    """Score VQA predictions with the ``paper`` and/or ``standard`` protocol, overall and per modality
+    (and, for ``standard``, per answer type when the samples carry one).
 
     >>> from skinvl.evaluation.predictions import VQASample
     >>> r = score_vqa([VQASample("Q?", "Yes, it is.", "Yes, it is.")], ["paper"],
@@ -362,14 +383,15 @@ def score_vqa(
         rouge_score=rouge_score_values,
     )
 
-    groups: dict[str, list[int]] = {OVERALL: list(range(len(samples)))}
-    if any(s.modality for s in samples):
-        for i, s in enumerate(samples):
-            groups.setdefault(s.modality or "unknown", []).append(i)
+    groups = {OVERALL: list(range(len(samples))), **group_indices([s.modality for s in samples])}
     metrics: dict[str, dict[str, dict[str, float | int | None]]] = {}
     for protocol in protocols:
         fn = _paper_group if protocol == "paper" else _standard_group
         metrics[protocol] = {g: fn(idx, preds, refs, per) for g, idx in groups.items()}
+    by_type = group_indices([s.answer_type for s in samples])
+    per_answer_type = {}
+    if by_type and "standard" in protocols:
+        per_answer_type["standard"] = {g: _standard_group(idx, preds, refs, per) for g, idx in by_type.items()}
 
     per_sample: dict[str, list[float | None]] = {"token_recall": list(per.token_recall)}
     if per.rouge:
@@ -389,4 +411,5 @@ def score_vqa(
         n_samples=len(samples),
         empty_predictions=sum(is_rouge_empty(p) or not p.strip() for p in preds),
         per_sample=per_sample,
+        per_answer_type=per_answer_type,
     )

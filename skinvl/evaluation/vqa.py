@@ -21,6 +21,8 @@ from skinvl.evaluation.predictions import (
     PredictionsFileError,
     VQASample,
     read_predictions,
+    sample_cells,
+    sample_columns,
     write_predictions,
 )
 from skinvl.evaluation.runs import Row, decoding_kwargs, fingerprint
@@ -49,7 +51,7 @@ class CoverageOptions(SplitOptions):
     """Answers made elsewhere: the split they answer (optional), and whether a subset may be scored."""
 
     data: str | None = field(default=None, metadata={
-        "help": "dataset folder or Hub id the answers were made on: modality and reference come from it, and "
+        "help": "dataset folder or Hub id the answers were made on: modality, reference (and answer type) come from it, and "
         "coverage is checked by row id (recommended)"})
     allow_partial: bool = field(default=False, metadata={
         "help": "score answers that cover only part of the split (coverage is recorded)"})
@@ -93,25 +95,28 @@ def _modality_names(ds) -> list[str | None]:
 
 
 def vqa_rows(ds, split: str = "test") -> list[Row]:
-    """One :class:`Row` per question, carrying reference, modality, image id.
+    """One :class:`Row` per question, carrying reference, modality, image id (and answer type when known).
 
     The id is the dataset's stable ``question_id`` (it tracks the question's content), or
-    ``{split}-{index:05d}`` for data without that column.
+    ``{split}-{index:05d}`` for data without that column. ``answer_type`` (closed/open) is in the
+    row's fields, hence in predictions.jsonl, only when the dataset has that column.
     """
     n = len(ds)
     image_ids = [str(v) for v in ds["image_id"]] if "image_id" in ds.column_names else [None] * n
     ids = [str(v) for v in ds["question_id"]] if "question_id" in ds.column_names else [f"{split}-{i:05d}" for i in range(n)]
+    types = [{"answer_type": v} for v in ds["answer_type"]] if "answer_type" in ds.column_names else [{}] * n
     return [
-        Row(row_id, i, q, {"image_id": image_id, "modality": modality, "answer": answer})
-        for i, (row_id, q, answer, modality, image_id) in enumerate(
-            zip(ids, ds["question"], ds["answer"], _modality_names(ds), image_ids, strict=True))
+        Row(row_id, i, q, {"image_id": image_id, "modality": modality, "answer": answer, **answer_type})
+        for i, (row_id, q, answer, modality, image_id, answer_type) in enumerate(
+            zip(ids, ds["question"], ds["answer"], _modality_names(ds), image_ids, types, strict=True))
     ]
 
 
 def sample_from_record(record: dict[str, Any]) -> VQASample:
     """The scored sample of an answered prediction record."""
     return VQASample(question=record["question"], answer=record["answer"], prediction=record["prediction"],
-                     modality=record.get("modality"), image_id=record.get("image_id"), id=record.get("id"))
+                     modality=record.get("modality"), image_id=record.get("image_id"), id=record.get("id"),
+                     answer_type=record.get("answer_type"))
 
 
 def generate_predictions(
@@ -154,6 +159,7 @@ def score_to_folder(
         "per_modality": {
             p: {g: v for g, v in result.metrics[p].items() if g != "overall"} for p in protocols
         },
+        **({"per_answer_type": result.per_answer_type} if result.per_answer_type else {}),
         "unavailable": result.unavailable,
         "settings": {
             "bertscore_model": settings.bertscore_model if settings.bertscore else None,
@@ -172,6 +178,10 @@ def score_to_folder(
     for p in protocols:
         columns = [c for c in next(iter(result.metrics[p].values())) if c != "n"]
         sections += ["", f"## Protocol `{p}` (x100)", "", report.markdown_table(result.metrics[p], ["n", *columns], "group")]
+    for p, by_type in result.per_answer_type.items():
+        columns = [c for c in next(iter(by_type.values())) if c != "n"]
+        sections += ["", f"## Protocol `{p}` per answer type (x100)", "",
+                     report.markdown_table(by_type, ["n", *columns], "answer type")]
     sections.append(report.unavailable_notes(result.unavailable))
     report.write_markdown(out, "\n".join(sections))
     main = "paper" if "paper" in protocols else protocols[0]
@@ -189,15 +199,13 @@ def _write_scored_samples(samples: Sequence[VQASample], result: ScoreResult, pat
     import csv
 
     extra = list(result.per_sample)
+    columns = sample_columns(samples)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", "image_id", "modality", "question", "answer", "prediction", *extra])
+        writer.writerow([*columns, *extra])
         for i, s in enumerate(samples):
             values = [result.per_sample[k][i] for k in extra]
-            writer.writerow(
-                [s.id or "", s.image_id or "", s.modality or "", s.question, s.answer, s.prediction,
-                 *("" if v is None else f"{v:.6f}" for v in values)]
-            )
+            writer.writerow([*sample_cells(s, columns), *("" if v is None else f"{v:.6f}" for v in values)])
 
 
 def run_score(
@@ -213,7 +221,9 @@ def run_score(
 
     With ``split.data`` the answers are matched to the split's rows by id (reference and modality
     from the dataset; partial coverage refused unless ``split.allow_partial``); without it the file
-    must carry question and reference itself, and coverage is recorded as not checked.
+    must carry question and reference itself, and coverage is recorded as not checked. The answer
+    type (closed/open) comes from the file's ``answer_type`` column, else from the dataset (both
+    given: they must agree); with neither there is no per answer-type table.
     """
     file = read_answers(predictions_file)
     meta: dict[str, Any] = {"name": name or Path(predictions_file).stem, "model": None, "predictions_file": str(predictions_file),
@@ -226,7 +236,8 @@ def run_score(
         pairs, coverage = match_rows(file.answers, vqa_rows(ds, split.split), allow_partial=split.allow_partial,
                                      source=str(predictions_file))
         samples = [VQASample(question=row.question, answer=row.fields["answer"], prediction=a.prediction,
-                             modality=row.fields["modality"], image_id=row.fields["image_id"], id=row.id) for row, a in pairs]
+                             modality=row.fields["modality"], image_id=row.fields["image_id"], id=row.id,
+                             answer_type=a.answer_type or row.fields.get("answer_type")) for row, a in pairs]
         rows = [row for row, _ in pairs]
         meta.update(dataset=split.data, config=split.config, split=split.split, coverage=coverage,
                     dataset_info={"data": split.data, "config": split.config, "split": split.split, "rows": len(rows),
@@ -242,7 +253,7 @@ def _samples_from_file(file: AnswerFile) -> list[VQASample]:
             raise PredictionsFileError(f"{a.where}: no question or reference answer in the file; pass --data (the "
                                        "dataset the answers were made on) to take them from the split.")
         row_id = a.id if a.id is not None else (None if a.position is None else str(a.position))
-        samples.append(VQASample(a.question, a.answer, a.prediction, a.modality, a.image_id, row_id))
+        samples.append(VQASample(a.question, a.answer, a.prediction, a.modality, a.image_id, row_id, a.answer_type))
     return samples
 
 
