@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -44,7 +43,7 @@ from mm_skin.demographics import parse_age_sex
 from mm_skin.hub import PushError, push_dataset_folder, validate_folder
 from mm_skin.messages import llava_to_messages
 from mm_skin.release import ReleasePlan, load_release, parse_modality_map
-from mm_skin.report import ReleaseError, StrictError, short_repr
+from mm_skin.report import REPORT_FILE, ReleaseError, StrictError, short_repr
 from mm_skin.schema import (
     ALL_CONFIGS,
     CAPTION_FEATURES,
@@ -205,7 +204,6 @@ class BuildOptions:
 
 def run_build(options: BuildOptions) -> int:
     """``mm-skin build``: build the folder, print its path and a summary; returns the exit code."""
-    t0 = time.perf_counter()
     try:
         result = build(
             options.source, options.out, test_csv=options.test_csv, instruct_json=options.instruct_json,
@@ -220,10 +218,10 @@ def run_build(options: BuildOptions) -> int:
         print(f"mm-skin build: error: {e}", file=sys.stderr)
         return cli.ExitCode.BAD_INPUT
     r = result.report
-    print(f"mm-skin build: wrote {result.out} in {time.perf_counter() - t0:.1f}s "
+    print(f"mm-skin build: wrote {result.out} in {result.seconds:.1f}s "
           f"({r.images['written']} images, {r.images['bytes'] / 1e6:.1f} MB)", file=sys.stderr)
     print(r.summary(), file=sys.stderr)
-    print(f"  details: {result.out / 'build_report.json'}", file=sys.stderr)
+    print(f"  details: {result.out / REPORT_FILE}", file=sys.stderr)
     if result.audit is not None:
         print(summary_line(result.audit, result.audit_out), file=sys.stderr)
     print(result.out)

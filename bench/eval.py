@@ -208,15 +208,9 @@ def bench_bootstrap(rows: int, resamples: int, seed: int = 0) -> dict[str, float
     import numpy as np
 
     from skinvl.evaluation import bootstrap
-    from skinvl.evaluation.scoring import first_word
 
     refs, first, second = _synthetic_answers(rows)
     rng = np.random.default_rng(seed)
-
-    def yes_no(preds):
-        is_yn = [float(first_word(r) in ("yes", "no")) for r in refs]
-        hit = [y * (first_word(p) == first_word(r)) for y, p, r in zip(is_yn, preds, refs, strict=True)]
-        return bootstrap.ratio_statistic(hit, is_yn, "ratio")
 
     builders = {
         "bleu_4 (nltk corpus; bleu_1 shares its statistics)": lambda preds: bootstrap.nltk_bleu_statistics(
@@ -224,7 +218,7 @@ def bench_bootstrap(rows: int, resamples: int, seed: int = 0) -> dict[str, float
         "sacrebleu (corpus)": lambda preds: bootstrap.sacrebleu_statistic(preds, refs),
         "mean metric (rouge_l, meteor, bertscore_f1, token_recall)": lambda preds: bootstrap.mean_statistic(
             rng.random(len(preds)).tolist()),
-        "yes_no_accuracy (ratio)": yes_no,
+        "yes_no_accuracy (ratio)": lambda preds: bootstrap.yes_no_statistic(preds, refs),
     }
     print(f"paired bootstrap: {rows} rows, 2 runs, {resamples} resamples, seed {seed}")
     timings = {}

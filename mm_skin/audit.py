@@ -42,6 +42,7 @@ from mm_skin import image_hashes
 from mm_skin.audit_report import write_outputs
 from mm_skin.audit_sources import AuditInputError, SourceRow
 from mm_skin.cli import ExitCode
+from mm_skin.hub import is_hub_id
 from mm_skin.image_hashes import Fingerprint
 from mm_skin.text_duplicates import NEAR_JACCARD, TextIndex, normalise_text
 
@@ -356,7 +357,7 @@ def _open_dataset(dataset: str) -> tuple[Callable[[], Iterator[SourceRow]], int 
             raise AuditInputError(f"{dataset}: not a folder; give a folder built by `mm-skin build` or a Hub id")
         splits = sources.folder_splits(path)
         return (lambda: sources.iter_folder(splits)), sources.count_folder_rows(splits)
-    if sources.is_hub_id(dataset):
+    if is_hub_id(dataset):
         configs = sources.hub_configs(dataset)
         return (lambda: sources.iter_hub(dataset, configs)), None
     raise AuditInputError(f"{dataset}: no such folder, and not a Hub id (namespace/name); give a "

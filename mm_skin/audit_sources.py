@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ import yaml
 from mm_skin.paths import UnsafePathError, is_inside, resolve_inside
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _BATCH_ROWS = 64  # Parquet rows per read: a few MB of image bytes in memory at a time
 
 
@@ -119,15 +117,15 @@ def _inside(root: Path, relative: str, what: str) -> list[Path]:
 
 def folder_splits(folder: Path) -> dict[tuple[str, str], list[Path]]:
     """(config, split) -> Parquet files, from the ``configs`` of ``folder/README.md``."""
+    from huggingface_hub import metadata_load  # the card's YAML header, read as the Hub reads it
+
     root = folder.resolve()
     readme = root / "README.md"
     if not readme.is_file():
         raise AuditInputError(f"{folder}: no README.md; give a folder built by `mm-skin build` or a Hub id")
-    text = readme.read_text(encoding="utf-8")
-    match = re.match(r"^---\s*\n(.*?)\n---\s*\n", text, re.DOTALL)
     try:
-        configs = (yaml.safe_load(match.group(1)) if match else {}).get("configs") or []
-    except (yaml.YAMLError, AttributeError) as error:
+        configs = (metadata_load(readme) or {}).get("configs") or []
+    except (ValueError, yaml.YAMLError) as error:  # ValueError: not UTF-8, or not a mapping
         raise AuditInputError(f"{readme}: unreadable front matter ({error}); rebuild the folder") from None
     splits: dict[tuple[str, str], list[Path]] = {}
     for config in configs:
@@ -194,11 +192,6 @@ def iter_hub(repo_id: str, configs: list[str]) -> Iterator[SourceRow]:
                         stream = stream.cast_column(column, datasets.List(datasets.Image(decode=False)))
                 for index, record in enumerate(stream):
                     yield source_row(config, split, index, record)
-
-
-def is_hub_id(value: str) -> bool:
-    """Whether ``value`` looks like a Hub dataset id (``namespace/name``)."""
-    return bool(_REPO_ID.match(value))
 
 
 def walk_against(folder: str | os.PathLike[str]) -> AgainstFolder:

@@ -31,7 +31,7 @@ from mm_skin.card import card_context, render_dataset_card, start_card_imports
 from mm_skin.parquet import WRITE_BUDGET_BYTES, BackgroundWrites, ShardedParquetWriter, parse_size
 from mm_skin.paths import is_inside
 from mm_skin.release import ReleasePlan, load_release, parse_modality_map
-from mm_skin.report import BuildReport, ReleaseError, StrictError
+from mm_skin.report import REPORT_FILE, VERSION_KEY, BuildReport, ReleaseError, StrictError
 from mm_skin.schema import ALL_CONFIGS, MODALITIES, features_for
 from mm_skin.tables import PENDING_BYTES, ROW_GROUP_BYTES, iter_instruct_tables, iter_tables
 
@@ -49,13 +49,6 @@ class BuildResult:
     seconds: float
     audit: dict[str, Any] | None = None  # the audit's report (audit.json) when built with audit=True
     audit_out: Path | None = None  # where audit.json, audit.md and near_duplicates.png were written
-
-
-def _modality_lookup(modality_map: dict[str, str] | Sequence[str] | None) -> dict[str, str]:
-    """``{"VALUE": "MODALITY"}`` or ``["VALUE=MODALITY", ...]`` as load_release's normalised lookup."""
-    if isinstance(modality_map, dict):
-        return parse_modality_map(f"{k}={v}" for k, v in modality_map.items())
-    return parse_modality_map(modality_map or [])
 
 
 def _write_shards(plan: ReleasePlan, folder: Path, *, num_proc: int, max_shard_bytes: int, progress: bool) -> Shards:
@@ -106,7 +99,7 @@ def _write_shards(plan: ReleasePlan, folder: Path, *, num_proc: int, max_shard_b
 
 
 # Names written into a build folder: a stale temporary folder holding anything else is not ours.
-_OUR_ENTRIES = frozenset({*ALL_CONFIGS, "assets", "README.md", "build_report.json"})
+_OUR_ENTRIES = frozenset({*ALL_CONFIGS, "assets", "README.md", REPORT_FILE})
 logger = logging.getLogger(__name__)
 
 
@@ -168,10 +161,10 @@ def _audit_out_path(audit: bool, audit_out: str | os.PathLike[str] | None, *, ca
 def is_our_build(folder: Path) -> bool:
     """Whether ``folder`` is the output of an earlier build (its build_report.json says so)."""
     try:
-        report = json.loads((folder / "build_report.json").read_text(encoding="utf-8"))
+        report = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(report, dict) and "mm_skin_dataset_version" in report
+    return isinstance(report, dict) and VERSION_KEY in report
 
 
 def _check_replaceable(out: Path, *, overwrite: bool, force: bool, when: str = "") -> None:
@@ -202,7 +195,8 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
+    # On Windows os.kill(pid, 0) is no probe: it sends CTRL_C_EVENT (0) to process group ``pid``.
+    if pid == os.getpid() or os.name == "nt":
         return True
     try:
         os.kill(pid, 0)
@@ -320,7 +314,7 @@ def build(
     audit_path = _audit_out_path(audit, audit_out, card=card, out=out_path, source=source)
     if os.path.lexists(out_path):
         _check_replaceable(out_path, overwrite=overwrite, force=force)
-    plan = load_release(source, test_csv=test_csv, instruct_json=instruct_json, modality_map=_modality_lookup(modality_map))
+    plan = load_release(source, test_csv=test_csv, instruct_json=instruct_json, modality_map=parse_modality_map(modality_map or []))
     try:
         max_shard_bytes = parse_size(max_shard_size)
     except ValueError as e:
@@ -368,7 +362,7 @@ def _write_folder(plan: ReleasePlan, tmp: Path, *, strict: bool, card: bool, pro
             f"--strict: {len(report.skipped)} rows would not be written and {len(report.written_warnings())} written rows have warnings:\n"
             + report.summary()
         )
-    (tmp / "build_report.json").write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    report.write(tmp)
     if card_imports is None:
         return shards, None
     card_imports.join()

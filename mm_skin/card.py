@@ -112,12 +112,12 @@ def start_card_imports() -> threading.Thread:
 
     The writes spend their time outside the GIL (copies, page-cache writes), so the imports
     cost almost no wall time there instead of a fixed second at the end of every build.
-    An import error is not lost: :func:`render_card` imports the same modules again.
+    An import error is not lost: :func:`card_context` imports the same modules again.
     """
     def run() -> None:
         try:
             _import_card_modules()
-        except Exception:  # noqa: BLE001 - render_card's own import raises it with its traceback
+        except Exception:  # noqa: BLE001 - card_context's own import raises it with its traceback
             pass
 
     thread = threading.Thread(target=run, name="mm-skin-card-imports", daemon=True)
@@ -220,9 +220,3 @@ def render_dataset_card(context: dict[str, Any], audit_summary: dict[str, Any] |
     an audit's ``summary`` (``None``: the section says the build was not audited)."""
     return render_template(DATASET_CARD_TEMPLATE, **context,
                            audit_section=render_card_section(audit_summary, LOAD_NAME).rstrip())
-
-
-def render_card(folder: Path, shards: dict[str, dict[str, list[str]]], report: BuildReport,
-                audit_summary: dict[str, Any] | None = None) -> str:
-    """Render cards/dataset_card.md.jinja for a built folder (also draws assets/statistics.png)."""
-    return render_dataset_card(card_context(folder, shards, report), audit_summary)

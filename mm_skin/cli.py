@@ -24,11 +24,10 @@ import argparse
 import copy
 import dataclasses
 import enum
+import functools
 import types
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-from transformers import HfArgumentParser
 
 T = TypeVar("T")
 
@@ -62,41 +61,61 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-class OptionsParser(HfArgumentParser):
-    """HfArgumentParser plus positional fields, plain ``store_true`` flags and one spelling per option."""
+def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+    """One dataclass field as an argument of ``parser`` (:class:`OptionsParser`'s field hook)."""
+    from transformers import HfArgumentParser  # already imported: only an OptionsParser calls this
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _HelpFormatter)
-        super().__init__(*args, **kwargs)
+    metadata = dict(field.metadata)
+    if metadata.pop("positional", False):
+        kwargs = {"type": _scalar_type(field.type), **metadata}
+        if field.default is not dataclasses.MISSING:
+            kwargs.update(nargs="?", default=field.default)
+        parser.add_argument(field.name, **kwargs)
+        return
+    flag = f"--{field.name.replace('_', '-')}"
+    if field.type is bool or field.type == "bool":
+        # A bare flag: `--strict`, never `--strict true`, so a following positional is not eaten.
+        action = argparse.BooleanOptionalAction if field.default is True else "store_true"
+        parser.add_argument(flag, dest=field.name, action=action, default=field.default, **metadata)
+        return
+    if _is_list(field.type) and "action" not in metadata:
+        # `--data a --data b` and `--data a b` both mean [a, b] (argparse's default keeps the last).
+        field = copy.copy(field)
+        field.metadata = types.MappingProxyType({**field.metadata, "action": "extend"})
+    # HfArgumentParser adds `--name_with_underscores` and `--name-with-hyphens`; keep the latter.
+    before = len(parser._actions)
+    HfArgumentParser._parse_dataclass_field(parser, field)
+    for action in parser._actions[before:]:
+        if flag in action.option_strings and len(action.option_strings) > 1:
+            for spelling in list(action.option_strings):
+                if spelling != flag and "_" in spelling:
+                    action.option_strings.remove(spelling)
+                    parser._option_string_actions.pop(spelling, None)
 
-    @staticmethod
-    def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
-        metadata = dict(field.metadata)
-        if metadata.pop("positional", False):
-            kwargs = {"type": _scalar_type(field.type), **metadata}
-            if field.default is not dataclasses.MISSING:
-                kwargs.update(nargs="?", default=field.default)
-            parser.add_argument(field.name, **kwargs)
-            return
-        flag = f"--{field.name.replace('_', '-')}"
-        if field.type is bool or field.type == "bool":
-            # A bare flag: `--strict`, never `--strict true`, so a following positional is not eaten.
-            action = argparse.BooleanOptionalAction if field.default is True else "store_true"
-            parser.add_argument(flag, dest=field.name, action=action, default=field.default, **metadata)
-            return
-        if _is_list(field.type) and "action" not in metadata:
-            # `--data a --data b` and `--data a b` both mean [a, b] (argparse's default keeps the last).
-            field = copy.copy(field)
-            field.metadata = types.MappingProxyType({**field.metadata, "action": "extend"})
-        # HfArgumentParser adds `--name_with_underscores` and `--name-with-hyphens`; keep the latter.
-        before = len(parser._actions)
-        HfArgumentParser._parse_dataclass_field(parser, field)
-        for action in parser._actions[before:]:
-            if flag in action.option_strings and len(action.option_strings) > 1:
-                for spelling in list(action.option_strings):
-                    if spelling != flag and "_" in spelling:
-                        action.option_strings.remove(spelling)
-                        parser._option_string_actions.pop(spelling, None)
+
+@functools.cache
+def options_parser_class() -> type[argparse.ArgumentParser]:
+    """:class:`OptionsParser`, defined on first use: a module that only needs :class:`ExitCode`
+    (``mm_skin.audit``, ``mm_skin.hub``) then does not import transformers (~1 s)."""
+    from transformers import HfArgumentParser
+
+    class OptionsParser(HfArgumentParser):
+        """HfArgumentParser plus positional fields, plain ``store_true`` flags and one spelling per option."""
+
+        _parse_dataclass_field = staticmethod(_add_field)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("formatter_class", _HelpFormatter)
+            super().__init__(*args, **kwargs)
+
+    return OptionsParser
+
+
+def __getattr__(name: str) -> Any:
+    """``from mm_skin.cli import OptionsParser`` works, without importing transformers before then."""
+    if name == "OptionsParser":
+        return options_parser_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _is_list(annotation: Any) -> bool:
@@ -123,7 +142,7 @@ def make_parser(prog: str, description: str, version: str) -> argparse.ArgumentP
 def add_subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
     """Sub-command slot whose parsers are :class:`OptionsParser` (derived from dataclasses)."""
     return parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                 parser_class=OptionsParser)
+                                 parser_class=options_parser_class())
 
 
 def add_command(

@@ -14,6 +14,7 @@ lookup the first), and guessing differently per tool is how results silently div
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Mapping, Sequence
 
@@ -32,7 +33,8 @@ def duplicate_columns_problem(header: Sequence[str]) -> str | None:
     Blank names are not compared (spreadsheets leave several unnamed columns).
     """
     normalized = [norm_col(h) for h in header]
-    repeated = sorted({h for h, n in zip(header, normalized, strict=True) if n and normalized.count(n) > 1})
+    counts = collections.Counter(n for n in normalized if n)  # linear: a hostile header may be very wide
+    repeated = sorted({h for h, n in zip(header, normalized, strict=True) if counts[n] > 1})
     if not repeated:
         return None
     return (f"duplicate header column(s) {', '.join(repr(h) for h in repeated)}; "

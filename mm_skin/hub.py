@@ -153,6 +153,24 @@ def select_files(folder: str | os.PathLike[str]) -> FolderFiles:
 
 
 # --------------------------------------------------------------------------- repo, token, endpoint
+def is_hub_id(value: str) -> bool:
+    """Whether ``value`` is a Hub repo id NAMESPACE/NAME by huggingface_hub's own rule (``validate_repo_id``).
+
+    >>> is_hub_id("me/mm-skin"), is_hub_id("mm-skin"), is_hub_id("../labels"), is_hub_id("a/b.git")
+    (True, False, False, False)
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if value.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
 def check_repo_id(repo_id: str, repo_type: str) -> None:
     """Refuse (exit 2) a repo type other than dataset/model/space and an id that is not NAMESPACE/NAME."""
     from huggingface_hub.errors import HFValidationError
@@ -310,8 +328,7 @@ def _remote_files(api: Any, repo_id: str, repo_type: str, revision: str) -> set[
     from huggingface_hub.errors import RemoteEntryNotFoundError, RevisionNotFoundError
 
     try:
-        tree = api.list_repo_tree(repo_id, repo_type=repo_type, revision=revision, recursive=True)
-        return {f.path for f in tree if hasattr(f, "size")}  # files, not folders
+        return set(api.list_repo_files(repo_id, repo_type=repo_type, revision=revision))
     except (RemoteEntryNotFoundError, RevisionNotFoundError):
         return set()
 

@@ -17,7 +17,7 @@ import csv
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from mm_skin.columns import MATCH_RULE, duplicate_columns_problem, match_columns
@@ -134,12 +134,17 @@ def _filled_rows(
         yield rowno, row, values
 
 
-def parse_modality_map(items: Iterable[str]) -> dict[str, str]:
-    """Parse ``VALUE=MODALITY`` pairs (``--modality-map``) into a normalised lookup.
+def parse_modality_map(items: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
+    """Parse ``VALUE=MODALITY`` pairs (``--modality-map``), or a ``{VALUE: MODALITY}`` dict, into
+    a normalised lookup.
 
+    >>> parse_modality_map(["HE slide=pathology"]) == parse_modality_map({"HE slide": "pathology"})
+    True
     >>> parse_modality_map(["HE slide=pathology"])
     {'he slide': 'pathology'}
     """
+    if isinstance(items, Mapping):
+        items = [f"{k}={v}" for k, v in items.items()]
     mapping: dict[str, str] = {}
     for item in items:
         if "=" not in item:

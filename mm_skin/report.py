@@ -11,11 +11,17 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 from mm_skin import __version__
+
+#: the report's file in a built folder
+REPORT_FILE = "build_report.json"
+#: the report's key that marks a folder as a build of ours (mm_skin.build.is_our_build)
+VERSION_KEY = "mm_skin_dataset_version"
 
 
 class ReleaseError(Exception):
@@ -107,7 +113,7 @@ class BuildReport:
         """The report as written to ``build_report.json`` (each warning says whether its row was written)."""
         skipped = self._skipped_rows()
         return {
-            "mm_skin_dataset_version": __version__,
+            VERSION_KEY: __version__,
             "synthetic": self.synthetic,
             "test_file": self.test_file,
             "notes": self.notes,
@@ -119,6 +125,11 @@ class BuildReport:
             "skipped": [i.as_dict() for i in self.skipped],
             "warnings": [{**i.as_dict(), "row_written": (i.file, i.row) not in skipped} for i in self.warnings],
         }
+
+    def write(self, folder: Path) -> None:
+        """Write :meth:`as_dict` to ``folder / REPORT_FILE``."""
+        text = json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n"
+        (folder / REPORT_FILE).write_text(text, encoding="utf-8")
 
     def summary(self) -> str:
         """A few lines for stderr."""

@@ -16,8 +16,6 @@ import unicodedata
 from collections import defaultdict
 from typing import Any
 
-from datasketch import MinHash, MinHashLSH
-
 NEAR_JACCARD = 0.7  # character 5-gram Jaccard at or above which two texts are near duplicates
 SHINGLE = 5  # characters per shingle
 NUM_PERM = 64  # MinHash permutations: enough for a 0.7 threshold, cheap to compute
@@ -63,6 +61,10 @@ class TextIndex:
 
     def near_pairs(self, threshold: float = NEAR_JACCARD) -> list[tuple[str, str, float]]:
         """(text a, text b, Jaccard) for different texts with 5-gram Jaccard >= ``threshold``."""
+        # here, not at module level: datasketch pulls in scipy (~1 s), and every `mm-skin`
+        # command imports this module through mm_skin.audit's options
+        from datasketch import MinHash, MinHashLSH
+
         texts = sorted(self.rows)
         sets = [shingles(text) for text in texts]
         hashes = MinHash.bulk([[s.encode() for s in grams] for grams in sets], num_perm=NUM_PERM)

@@ -24,17 +24,12 @@ from transformers import (
     AutoProcessor,
 )
 
+from mm_skin import __version__  # one distribution, one version
+
 from .configuration_skinvl import SkinVLConfig
 from .modeling_skinvl import SkinVLForConditionalGeneration, SkinVLModel, parse_dtype
 from .original_format import LlavaMistralConfig, read_json_object
 from .processing_skinvl import SkinVLProcessor
-
-try:
-    from mm_skin import __version__
-except ImportError:  # an mm_skin without the attribute: ask the installed distribution
-    from importlib.metadata import version
-
-    __version__ = version("mm-skin")
 
 
 def _register() -> None:

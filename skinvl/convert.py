@@ -37,10 +37,29 @@ from typing import Any
 import torch
 
 from mm_skin.cli import ExitCode, add_command
+from mm_skin.paths import is_inside
 
-from .modeling_skinvl import parse_dtype, set_generation_tokens
-from .original_format import OriginalCheckpoint, OriginalFormatError, WeightInfo, open_bin
-from .processing_skinvl import DEFAULT_TEMPLATE, IMAGE_ASPECT_RATIOS, PROMPT_TEMPLATES
+from .modeling_skinvl import parse_dtype, set_generation_tokens, write_remote_code_files
+from .original_format import (
+    OriginalCheckpoint,
+    OriginalFormatError,
+    WeightInfo,
+    check_shapes,
+    expected_shapes,
+    inspect_original,
+    map_key,
+    open_bin,
+    original_key_mapping,
+    resolve_folder,
+    scan_weights,
+)
+from .original_loading import build_processor, read_image_processor_settings
+from .processing_skinvl import (
+    DEFAULT_TEMPLATE,
+    IMAGE_ASPECT_RATIOS,
+    PROMPT_TEMPLATES,
+    SkinVLProcessor,
+)
 
 FORMATS = ("skinvl", "llava")
 DEFAULT_MAX_SHARD_BYTES = 5 * 1024**3
@@ -149,8 +168,6 @@ def _grown_entry(name: str, key: str, info: WeightInfo, shape: tuple[int, ...], 
 
 
 def _checkpoint_entries(ckpt: OriginalCheckpoint, expected: dict, dtype: torch.dtype) -> list[_Entry]:
-    from .original_format import map_key, original_key_mapping
-
     mapping = original_key_mapping(ckpt.projector)
     entries = []
     for key in _in_data_order(ckpt.weights.tensors):
@@ -169,8 +186,6 @@ def _vision_tower_entries(ckpt: OriginalCheckpoint, expected: dict, dtype: torch
     A full ``CLIPModel`` (and a transformers 4 ``CLIPVisionModel``) names it ``vision_model.*``; a
     ``CLIPVisionModel`` saved by transformers 5 has no prefix.
     """
-    from .original_format import resolve_folder, scan_weights
-
     clip = scan_weights(resolve_folder(ckpt.vision_source))
     prefix, entries = "vision_model.", []
     for key in _in_data_order(clip.tensors):
@@ -194,8 +209,6 @@ def plan_conversion(ckpt: OriginalCheckpoint, *, dtype: torch.dtype | None = Non
 
     Raises ``OriginalFormatError`` when any parameter of the target model would have no source.
     """
-    from .original_format import check_shapes, expected_shapes
-
     expected = expected_shapes(ckpt.skinvl_config)
     check_shapes(ckpt, expected)
     out_dtype = _output_dtype(ckpt, dtype)
@@ -300,10 +313,6 @@ def _write_config_and_processor(folder: Path, ckpt: OriginalCheckpoint, format: 
                                 image_aspect_ratio: str) -> None:
     from transformers import GenerationConfig, LlavaConfig, LlavaProcessor
 
-    from .modeling_skinvl import write_remote_code_files
-    from .original_loading import build_processor, read_image_processor_settings
-    from .processing_skinvl import SkinVLProcessor
-
     config = ckpt.skinvl_config
     config.image_aspect_ratio = image_aspect_ratio
     settings = read_image_processor_settings(ckpt.vision_source, ckpt.vision_config)
@@ -338,12 +347,10 @@ def _check_destination(dst: Path, overwrite: bool) -> None:
 def _refuse_overlap(dst: Path, ckpt: OriginalCheckpoint) -> None:
     """DST must not be, contain or lie inside what is read (the source, a local CLIP folder)."""
     sources = [ckpt.folder] + ([Path(ckpt.vision_source)] if Path(ckpt.vision_source).is_dir() else [])
-    target = dst.resolve()
     for source in sources:
-        source = source.resolve()
-        if target == source or target.is_relative_to(source) or source.is_relative_to(target):
+        if is_inside(dst, source) or is_inside(source, dst):
             raise ValueError(
-                f"DST {dst} is, contains or lies inside the source folder {source}: converting would "
+                f"DST {dst} is, contains or lies inside the source folder {source.resolve()}: converting would "
                 "overwrite what it reads; choose a DST outside it."
             )
 
@@ -386,8 +393,6 @@ def convert(
     ``max_shard_size`` (bytes) defaults to the largest source shard. ``overwrite`` lets a finished
     conversion replace a non-empty ``dst`` (never the source). Returns ``dst``.
     """
-    from .original_format import inspect_original
-
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
     dst = Path(dst)

@@ -36,6 +36,7 @@ from typing import Any
 from transformers import StoppingCriteria
 
 from mm_skin.cli import ExitCode, add_command
+from mm_skin.hub import is_hub_id
 from skinvl.evaluation.models import LoadedModel, ModelError, ModelOptions, load_model
 from skinvl.evaluation.runs import DECODINGS, decoding_kwargs
 from skinvl.evaluation.vqa import load_vqa_split
@@ -455,16 +456,6 @@ A 7B model needs a GPU Space (e.g. an L4 with `dtype` bfloat16 in app.py). Writt
 """
 
 
-def _is_hub_id(name: str) -> bool:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return "/" in name
-
-
 def _space_sources(options: DemoOptions) -> str | None:
     """Why the model, data, vision tower or template cannot be read inside a Space, or None."""
     from skinvl.presets import PRESET_NAMES
@@ -479,7 +470,7 @@ def _space_sources(options: DemoOptions) -> str | None:
         value = getattr(options, name)
         if value is None or (name == "model" and value in PRESET_NAMES):
             continue
-        if name == "chat_template" or Path(value).exists() or not _is_hub_id(value):
+        if name == "chat_template" or Path(value).exists() or not is_hub_id(value):
             return (f"--{name.replace('_', '-')} {value!r}: a Space cannot read this machine's files; "
                     f"give a Hub id (OWNER/NAME): {fix}.")
     return None
@@ -513,11 +504,11 @@ def _space_readme(model: str, version: str) -> str:
         title="SkinVL demo", emoji="🩺", colorFrom="pink", colorTo="indigo", sdk="gradio",
         sdk_version=gradio.__version__, python_version=f"{sys.version_info[0]}.{sys.version_info[1]}",
         app_file="app.py", pinned=False, license="apache-2.0",
-        models=[model] if _is_hub_id(model) else None,
+        models=[model] if is_hub_id(model) else None,
         short_description="SkinVL dermatology VLM: research demo, not medical advice",
         tags=["medical", "dermatology", "vision-language", "research-only"],
     )
-    url = f"https://huggingface.co/{model}" if _is_hub_id(model) else "https://arxiv.org/abs/2505.06152"
+    url = f"https://huggingface.co/{model}" if is_hub_id(model) else "https://arxiv.org/abs/2505.06152"
     body = SPACE_README_BODY.format(model=model, model_url=url, notice=NOTICE, version=version)
     return str(SpaceCard(f"---\n{card.to_yaml()}\n---\n{body}"))
 

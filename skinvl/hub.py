@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from mm_skin.cli import ExitCode, add_command
-from mm_skin.hub import FolderFiles, PushError, PushResult, push_folder, run_push, select_files
+from mm_skin.hub import (
+    FolderFiles,
+    PushError,
+    PushResult,
+    check_repo_id,
+    push_folder,
+    run_push,
+    select_files,
+)
 from skinvl.model_card import check_model_card, render_model_card
 
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -208,9 +216,7 @@ def push_model_folder(
     failed; the repo then stays at its previous commit). ``commit_url`` is None when the repo
     already held exactly these files.
     """
-    from mm_skin.hub import check_repo_id
-
-    check_repo_id(repo_id, "model")
+    check_repo_id(repo_id, "model")  # before the card is rendered with it (push_folder checks again, cheaply)
     model_folder = inspect_model_folder(folder, results=results, repo_id=repo_id, base_model=base_model,
                                         datasets=datasets)
     return push_folder(
@@ -232,7 +238,7 @@ def push_space_folder(
     """
     sdk = check_space_folder(select_files(folder))
     push_options.setdefault("commit_message", f"Upload {repo_id.split('/')[-1]} with skinvl push")
-    return push_folder(folder, repo_id, repo_type="space", validate=check_space_folder, space_sdk=sdk,
+    return push_folder(folder, repo_id, repo_type="space", space_sdk=sdk,
                        prune=(lambda p: p != ".gitattributes") if delete_missing else None, **push_options)
 
 

@@ -12,6 +12,7 @@ x100 as the paper reports them and counts as counts. Rendering is deterministic 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 from mm_skin.card import citation as _citation
 from mm_skin.card import render_template
 from mm_skin.cli import ExitCode
-from mm_skin.hub import PushError
+from mm_skin.hub import PushError, is_hub_id
 from skinvl.training_record import SETTINGS_FILE
 
 DEFAULT_BASE_MODEL = "microsoft/llava-med-v1.5-mistral-7b"
@@ -45,7 +46,6 @@ _METRIC_NAMES = {
 }
 # Keys that are counts even when a writer stored them as floats.
 _COUNT_KEYS = {"n", "n_samples", "support", "yes_no_count", "unparseable", "ambiguous", "empty_predictions"}
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _SPLIT_SUFFIX = re.compile(r"[_-](test|train|val|valid|validation)$", re.IGNORECASE)
 _FLAG = re.compile(r"\s*\(--[\w-]+[^)]*\)")  # "(--no-bertscore)": a terminal hint, not card text
 
@@ -86,7 +86,7 @@ def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 def hub_id(value: Any) -> str | None:
     """``value`` when it reads as a Hub repo id (NAMESPACE/NAME, not an existing local path)."""
     text = str(value) if value else ""
-    return text if _HUB_ID.match(text) and not Path(text).exists() and not text.startswith(".") else None
+    return text if is_hub_id(text) and not Path(text).exists() else None
 
 
 def _dataset_label(doc: dict[str, Any]) -> tuple[str, str]:
@@ -246,11 +246,7 @@ def count_parameters(folder: Path) -> int | None:
     total = 0
     for file in files:
         with safe_open(str(file), framework="np") as f:
-            for key in f.keys():
-                size = 1
-                for dim in f.get_slice(key).get_shape():
-                    size *= int(dim)
-                total += size
+            total += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
     return total
 
 

@@ -239,20 +239,21 @@ def _scan_safetensors(file: Path) -> dict[str, WeightInfo]:
 
     try:
         with safe_open(str(file), framework="pt") as handle:
-            found = {key: handle.get_slice(key) for key in handle.offset_keys()}
-            infos = {key: (tuple(s.get_shape()), s.get_dtype()) for key, s in found.items()}
+            keys = list(handle.offset_keys())
     except SafetensorError as err:
         raise OriginalFormatError(
             f"{file}: not a readable safetensors file, it is truncated, empty or corrupt ({err}); "
             "download or copy it again."
         ) from err
-    # safe_open has checked the header (size, JSON, offsets within the file); the absolute data
-    # offsets it does not expose are read from that same header here, once.
+    # safe_open has checked the header (size, JSON, dtypes, offsets within the file) but does not
+    # expose the absolute data offsets (converting reads and copies by offset): that same header
+    # is read here, once, for them and for each tensor's dtype and shape.
     with open(file, "rb") as handle:
         length = int.from_bytes(handle.read(8), "little")
         header = json.loads(handle.read(length))
-    return {key: WeightInfo(file, shape, dtype, 8 + length + header[key]["data_offsets"][0])
-            for key, (shape, dtype) in infos.items()}
+    start = 8 + length
+    return {key: WeightInfo(file, tuple(header[key]["shape"]), header[key]["dtype"],
+                            start + header[key]["data_offsets"][0]) for key in keys}
 
 
 def scan_weights(folder: Path) -> CheckpointWeights:

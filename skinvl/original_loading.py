@@ -20,7 +20,6 @@ from typing import Any
 from .configuration_skinvl import SkinVLConfig
 from .modeling_skinvl import SkinVLForConditionalGeneration, set_generation_tokens
 from .original_format import (
-    DEFAULT_TEMPLATE,
     LlavaMistralConfig,
     OriginalCheckpoint,
     OriginalFormatError,
@@ -36,7 +35,7 @@ from .original_format import (
     resolve_folder,
     resolve_vision_tower,
 )
-from .processing_skinvl import SkinVLProcessor, chat_templates
+from .processing_skinvl import DEFAULT_TEMPLATE, SkinVLProcessor, chat_templates
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +145,7 @@ def _load_vision_tower(model, ckpt: OriginalCheckpoint, hub: dict[str, Any]) -> 
             f"{ckpt.vision_source}: the CLIP checkpoint lacks vision weights "
             f"{sorted(info['missing_keys'])[:10]}."
         )
-    result = tower.load_state_dict(clip.state_dict(), strict=True)
-    del clip, result
+    tower.load_state_dict(clip.state_dict(), strict=True)
 
 
 def add_image_token_rows(model, image_token_id: int) -> None:

@@ -40,9 +40,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mm_skin.cli import ExitCode, add_command, add_subcommands, make_parser, run_main
+from mm_skin.cli import ExitCode, add_command
 
-from .processing_skinvl import PROMPT_TEMPLATES
+from .processing_skinvl import PROMPT_TEMPLATES, TRAINING_TEMPLATE
 from .training_data import (
     MIX_STOPPING,
     load_conversations,
@@ -107,9 +107,9 @@ class TrainOptions:
     mix_stopping: str = _opt("all_exhausted", "with --mix: go on until every dataset was seen in "
                              "full (oversampling the smaller ones), or stop when the first runs "
                              "out", choices=MIX_STOPPING)  # fmt: skip
-    template: str = _opt("vicuna_v1", "the processor's named chat template to train with "
+    template: str = _opt(TRAINING_TEMPLATE, "the processor's named chat template to train with "
                          f"(SkinVL: {' or '.join(PROMPT_TEMPLATES)}; the authors trained with "
-                         "vicuna_v1); a processor with one template uses it")  # fmt: skip
+                         f"{TRAINING_TEMPLATE}); a processor with one template uses it")  # fmt: skip
     chat_template: str | None = _opt(None, "a .jinja chat template whose assistant turns are "
                                      "marked with {%% generation %%}, for a model whose own "
                                      "template lacks the markers", metavar="FILE")  # fmt: skip
@@ -278,11 +278,9 @@ def trainer_class() -> type:
 
 
 def _default_report_to() -> str:
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return "none"
-    return "tensorboard"
+    from transformers.integrations import is_tensorboard_available
+
+    return "tensorboard" if is_tensorboard_available() else "none"
 
 
 def sharding_engine() -> str | None:
@@ -460,20 +458,3 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         help=f"print the path of a shipped accelerate config ({', '.join(ACCELERATE_CONFIGS)}) "
         "and exit",
     )  # fmt: skip
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m skinvl.train ...``: the ``train`` sub-command on its own (same options)."""
-    parser = make_parser("skinvl", "skinvl train", _version())
-    register_cli(add_subcommands(parser))
-    return run_main(parser, ["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-def _version() -> str:
-    from mm_skin import __version__
-
-    return __version__
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .processing_skinvl import PROMPT_TEMPLATES
+from .processing_skinvl import PROMPT_TEMPLATES, TRAINING_TEMPLATE
 
 if TYPE_CHECKING:  # heavy imports stay out of ``skinvl --help``
     import datasets
 
 MIX_STOPPING = ("all_exhausted", "first_exhausted", "all_exhausted_without_replacement")
 IGNORE_INDEX = -100  # the label TRL's collator gives every token that is not learned
+
 
 def conversation_features() -> datasets.Features:
     """The canonical training schema: ``images`` (undecoded) + ``messages`` with typed content."""
@@ -107,7 +108,7 @@ def _vqa_to_conversation(row: dict[str, Any], index: int, spec: str) -> dict[str
 
 
 def _normalize_instruct(row: dict[str, Any], index: int, spec: str) -> dict[str, Any]:
-    images = [image for image in (row["images"] or [])]
+    images = list(row["images"] or [])
     messages = []
     image_items = 0
     for turn, message in enumerate(row["messages"] or []):
@@ -223,7 +224,7 @@ def load_conversations(
 # --------------------------------------------------------------------------------------------
 
 
-def training_chat_template(processor: Any, name: str = "vicuna_v1", file: str | None = None) -> str:
+def training_chat_template(processor: Any, name: str = TRAINING_TEMPLATE, file: str | None = None) -> str:
     """The chat template to train with: ``file``, else the processor's template ``name`` (or its
     only one). It must mark assistant turns with ``{% generation %}``; a known template without
     the markers (Llama 3, Qwen, Gemma... see TRL's ``get_training_chat_template``) is swapped

@@ -34,3 +34,17 @@ def tiny():
     import skinvl
 
     return skinvl.load("skinvl-tiny")
+
+
+@pytest.fixture(scope="session")
+def vqa_folder(tmp_path_factory) -> Path:
+    """The embedded sample release built into a Hub folder (Parquet + README configs), once per
+    worker; tests read it and never write into it."""
+    import mm_skin_dataset
+
+    sample = REPO_ROOT / "examples" / "mm-skin-sample"
+    if not sample.is_dir():
+        pytest.skip(f"{sample} is absent")
+    out = tmp_path_factory.mktemp("mm-skin") / "mm-skin"
+    mm_skin_dataset.build(sample, out, overwrite=True)
+    return out

@@ -555,6 +555,22 @@ def run_python(code: str, *args: str, env: dict[str, str], cwd: str | os.PathLik
     return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1]), output
 
 
+def assert_hostile_entries_left_out(hub: HubServer, result: dict[str, Any], repo_id: str, repo_type: str,
+                                    escaping: str, secret: bytes) -> dict[str, bytes]:
+    """The push of a hostile folder succeeded without its dot-entries and the symlink ``escaping`` (whose
+    target holds ``secret``), each listed on stderr; returns the repo's files."""
+    assert result["rc"] == 0, result
+    files = hub.files(repo_id, repo_type)
+    assert not [p for p in files if p.startswith((".env", ".git/", ".cache/")) or p == escaping]
+    assert secret not in b"".join(files.values())
+    listed = [line for line in result["err"].splitlines() if "not uploaded (4)" in line]
+    assert listed, result["err"]
+    for item in (".env (dot-file)", ".git/ (dot-folder)", ".cache/ (dot-folder)",
+                 f"{escaping} (symlink leaving the folder)"):
+        assert item in listed[0]
+    return files
+
+
 def dataset_digest(ds: Any) -> dict[str, Any]:
     """Features and a per-row SHA-256 of the Arrow storage (image bytes included) of a Dataset."""
     def canonical(value: Any) -> Any:

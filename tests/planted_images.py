@@ -1,7 +1,7 @@
 """Distinct synthetic textured images and the kinds of copy a textbook reuse makes of them.
 
-Used by tests/test_audit.py (planted near-duplicates) and bench/audit.py (recall at a larger
-scale). Each image mixes smoothed random fields of a random scale, random ellipses and a random
+Used by tests/test_audit.py (planted near-duplicates) and cited by mm_skin/image_hashes.py's
+measurements. Each image mixes smoothed random fields of a random scale, random ellipses and a random
 colour mix, so any two differ in structure, not just in colour (flat colours would make
 perceptual hashes look better than they are).
 """

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_eval_foreign import _label_files, model_answers, write_lmms_eval_log, zeroshot_run
-from test_eval_vqa import vqa_folder  # noqa: F401  (module fixture)
 
 from skinvl.cli import main
 
 
 @pytest.fixture(scope="module")
-def runs(vqa_folder, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
+def runs(vqa_folder, tmp_path_factory) -> dict[str, Path]:
     """Scored run folders on the sample split: a baseline, an exact model, a copy, a subset, a paper-only run."""
     import datasets
 

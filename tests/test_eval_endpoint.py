@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from eval_servers import FaultServer, image_tag
-from test_eval_vqa import vqa_folder  # noqa: F401  (module fixture)
 
 from skinvl.cli import main
 
@@ -42,7 +41,7 @@ def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
 
 
-def test_faults_are_retried_and_final_failures_recorded(vqa_folder, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_faults_are_retried_and_final_failures_recorded(vqa_folder, tmp_path, monkeypatch, capsys):
     rows = _rows(vqa_folder)
     questions = [q for q, _ in rows]
     unique = [q for q in dict.fromkeys(questions) if questions.count(q) == 1]
@@ -88,7 +87,7 @@ def test_retry_after_header_forms():
     assert chat_url("http://h:1") == chat_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"
 
 
-def test_killed_run_resumes_without_asking_again(vqa_folder, tmp_path):  # noqa: F811
+def test_killed_run_resumes_without_asking_again(vqa_folder, tmp_path):
     rows = _rows(vqa_folder)
     with FaultServer() as server:
         assert main(_args(server.url, vqa_folder, tmp_path / "whole", "--concurrency", "3")) == 0
@@ -99,7 +98,10 @@ def test_killed_run_resumes_without_asking_again(vqa_folder, tmp_path):  # noqa:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
-        while len(_lines(out / "predictions.jsonl")) < 4 and time.monotonic() < deadline and process.poll() is None:
+        # Kill once 4 answers are logged AND the 5th request has reached the server (held by the gate):
+        # killed earlier, under load, the 5th request is cut mid-send and never counted.
+        while ((len(_lines(out / "predictions.jsonl")) < 4 or sum(len(v) for v in server.seen.values()) < 5)
+               and time.monotonic() < deadline and process.poll() is None):
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -119,7 +121,7 @@ def test_killed_run_resumes_without_asking_again(vqa_folder, tmp_path):  # noqa:
 
 
 @pytest.mark.parametrize("bad", ["--concurrency=0", "--model=skinvl-tiny"])
-def test_endpoint_option_errors_are_one_line(bad, vqa_folder, tmp_path, capsys):  # noqa: F811
+def test_endpoint_option_errors_are_one_line(bad, vqa_folder, tmp_path, capsys):
     assert main(_args("http://127.0.0.1:9", vqa_folder, tmp_path / "o", bad)) == 2
     assert capsys.readouterr().err.strip().startswith("error:")
 
@@ -149,7 +151,7 @@ def test_zeroshot_through_an_endpoint(tmp_path):
     assert server.seen[question][0]["max_tokens"] == 64
 
 
-def test_unreachable_server_fails_every_question_with_the_reason(vqa_folder, tmp_path, capsys):  # noqa: F811
+def test_unreachable_server_fails_every_question_with_the_reason(vqa_folder, tmp_path, capsys):
     out = tmp_path / "down"
     assert main(_args("http://127.0.0.1:9", vqa_folder, out, "--limit", "2", "--max-retries", "1")) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]

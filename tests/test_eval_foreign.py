@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_eval_vqa import vqa_folder  # noqa: F401  (module fixture)
 
 from skinvl.cli import main
 
@@ -64,7 +63,7 @@ def _score(tmp_path, predictions, folder, *extra) -> tuple[int, dict | None]:
     return code, doc
 
 
-def test_lmms_eval_vlmevalkit_and_api_files_score_alike(vqa_folder, tmp_path):  # noqa: F811
+def test_lmms_eval_vlmevalkit_and_api_files_score_alike(vqa_folder, tmp_path):
     rows = _split(vqa_folder)
     answers = model_answers(rows)
     log = write_lmms_eval_log(tmp_path / "20260101_120000_samples_mmskin_vqa.jsonl", rows, answers)
@@ -94,7 +93,7 @@ def test_lmms_eval_vlmevalkit_and_api_files_score_alike(vqa_folder, tmp_path):  
     assert doc["coverage"]["checked"] is False and doc["metrics"] == lmms["metrics"]
 
 
-def test_partial_answers_are_refused_unless_allowed(vqa_folder, tmp_path, capsys):  # noqa: F811
+def test_partial_answers_are_refused_unless_allowed(vqa_folder, tmp_path, capsys):
     rows = _split(vqa_folder)
     log = write_lmms_eval_log(tmp_path / "x_samples_mmskin_vqa.jsonl", rows, model_answers(rows), keep={0, 2, 4, 6, 8})
     code, _ = _score(tmp_path, log, vqa_folder)
@@ -107,7 +106,7 @@ def test_partial_answers_are_refused_unless_allowed(vqa_folder, tmp_path, capsys
 
 
 @pytest.mark.parametrize("damage", ["shifted", "failed", "duplicate", "other_split", "answer_type"])
-def test_misaligned_or_failed_answers_are_one_line_errors(damage, vqa_folder, tmp_path, capsys):  # noqa: F811
+def test_misaligned_or_failed_answers_are_one_line_errors(damage, vqa_folder, tmp_path, capsys):
     rows = _split(vqa_folder)
     frame = vlmevalkit_frame(rows, model_answers(rows))
     if damage == "shifted":  # answers one row off: the question no longer matches

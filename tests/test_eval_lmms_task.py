@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_eval_vqa import vqa_folder  # noqa: F401  (module fixture)
 
 TASK_DIR = Path(__file__).resolve().parents[1] / "skinvl" / "evaluation" / "lmms_eval_task"
 
@@ -47,7 +46,7 @@ def test_yaml_follows_lmms_eval_task_schema():
     assert set(config["lmms_eval_specific_kwargs"]["default"]) == {"pre_prompt", "post_prompt"}
 
 
-def test_hooks_and_aggregations_on_the_sample_dataset(vqa_folder):  # noqa: F811
+def test_hooks_and_aggregations_on_the_sample_dataset(vqa_folder):
     import datasets
 
     from skinvl.evaluation.predictions import VQASample

@@ -12,7 +12,6 @@ import json
 
 import pytest
 from eval_families import FAMILIES, LLAVA_TEMPLATE, build_llava
-from test_eval_vqa import vqa_folder  # noqa: F401  (module fixture: the sample release as a Hub folder)
 
 from skinvl.cli import main
 
@@ -55,7 +54,7 @@ def _direct_answers(folder, data) -> tuple[list[str], list[str]]:
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_eval_vqa_on_family_equals_direct_generate(family, vqa_folder, tmp_path):  # noqa: F811
+def test_eval_vqa_on_family_equals_direct_generate(family, vqa_folder, tmp_path):
     folder = FAMILIES[family](tmp_path / family)
     assert _eval(str(folder), vqa_folder, tmp_path / "b4", "--batch-size", "4", "--name", f"tiny {family}") == 0
     batched = _records(tmp_path / "b4")
@@ -76,7 +75,7 @@ def test_eval_vqa_on_family_equals_direct_generate(family, vqa_folder, tmp_path)
     assert _records(tmp_path / "b1") == batched
 
 
-def test_model_without_chat_template_names_the_fix(vqa_folder, tmp_path, capsys):  # noqa: F811
+def test_model_without_chat_template_names_the_fix(vqa_folder, tmp_path, capsys):
     folder = build_llava(tmp_path / "llava")
     reference = tmp_path / "reference"
     assert _eval(str(folder), vqa_folder, reference) == 0

@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from test_eval_vqa import vqa_folder  # noqa: F401  (module fixture)
-
 from skinvl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +28,7 @@ def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
 
 
-def test_local_run_killed_and_resumed_equals_uninterrupted(vqa_folder, tmp_path):  # noqa: F811
+def test_local_run_killed_and_resumed_equals_uninterrupted(vqa_folder, tmp_path):
     slow = ("--batch-size", "1", "--max-new-tokens", "48")
     assert main(_args(vqa_folder, tmp_path / "whole", *slow)) == 0
     out = tmp_path / "killed"
@@ -49,7 +47,7 @@ def test_local_run_killed_and_resumed_equals_uninterrupted(vqa_folder, tmp_path)
         assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
 
 
-def test_resume_refuses_a_log_of_other_rows(vqa_folder, tmp_path, capsys):  # noqa: F811
+def test_resume_refuses_a_log_of_other_rows(vqa_folder, tmp_path, capsys):
     out = tmp_path / "old"
     out.mkdir()
     # A log written with the row ids of an older version ({split}-{index}): resuming would drop it.
@@ -66,7 +64,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_process_cpu_data_parallel_matches_single_process(vqa_folder, tmp_path):  # noqa: F811
+def test_two_process_cpu_data_parallel_matches_single_process(vqa_folder, tmp_path):
     options = ("--batch-size", "2", "--max-new-tokens", "6")
     assert main(_args(vqa_folder, tmp_path / "single", *options)) == 0
     command = [

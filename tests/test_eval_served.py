@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from test_eval_runs import ENV, _free_port
-from test_eval_vqa import vqa_folder  # noqa: F401  (module fixture)
 
 from skinvl.cli import main
 
@@ -36,7 +35,7 @@ def _wait_healthy(url: str, process: subprocess.Popen, seconds: float = 120) -> 
     raise AssertionError("transformers serve did not become healthy")
 
 
-def test_transformers_serve_answers_equal_in_process_answers(shared_dir, vqa_folder, tmp_path):  # noqa: F811
+def test_transformers_serve_answers_equal_in_process_answers(shared_dir, vqa_folder, tmp_path):
     pytest.importorskip("fastapi", reason="needs the serving extra: pip install 'transformers[serving]'")
     fixture = shared_dir / "fixtures" / "skinvl-original-tiny"
     if not fixture.is_dir():

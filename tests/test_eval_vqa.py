@@ -12,18 +12,6 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "mm-skin-sample"
 
 
-@pytest.fixture(scope="module")
-def vqa_folder(tmp_path_factory) -> Path:
-    """The DATASET engineer's sample release built into a Hub folder (Parquet + README configs)."""
-    import mm_skin_dataset
-
-    if not SAMPLE.is_dir():
-        pytest.skip(f"{SAMPLE} is absent")
-    out = tmp_path_factory.mktemp("mm-skin") / "mm-skin"
-    mm_skin_dataset.build(SAMPLE, out, overwrite=True)
-    return out
-
-
 def test_eval_vqa_end_to_end(vqa_folder, tiny, tmp_path):
     from skinvl.evaluation.models import LoadedModel
     from skinvl.evaluation.scoring import ScoreSettings

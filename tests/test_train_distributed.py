@@ -38,7 +38,7 @@ def test_two_process_cpu_data_parallel_trains_and_checkpoints(tmp_path):
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(ACCELERATE_CONFIG_DIR / "ddp.yaml"),
         "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()),
-        "-m", "skinvl.train",
+        "-m", "skinvl", "train",  # as the README launches it
         "--model", "skinvl-tiny", "--data", str(data), "--data", str(data),
         "--config", "vqa", "--config", "instruct", "--output", str(output),
         "--batch-size", "2", "--epochs", "1", "--lora-r", "8", "--lora-alpha", "16",

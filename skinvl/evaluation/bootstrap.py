@@ -17,6 +17,12 @@ resampled statistics are ``w @ S``, computed for a block of resamples as one mat
 
 The interval is the percentile interval of (metric of run - metric of the base run) over the
 resamples; a difference is called real when the interval excludes 0.
+
+Why not ``scipy.stats.bootstrap(paired=True)``: it resamples the data itself (a copy per resample,
+strings for corpus BLEU) once per call, i.e. per run and metric, so sharing one draw across all runs
+and metrics would mean re-seeding and redoing it each time; its percentile interval is not NaN-aware
+(a resample without a yes/no question). One count matrix per block, times each statistics matrix,
+gives every run and metric the same draws in a few matrix products.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PAPER_BLEU = {"bleu_1": (1.0, 0.0, 0.0, 0.0), "bleu_4": (0.25, 0.25, 0.25, 0.25)}
+from skinvl.evaluation.scoring import PAPER_BLEU_WEIGHTS, first_word
+
+PAPER_BLEU = {m: PAPER_BLEU_WEIGHTS[m] for m in ("bleu_1", "bleu_4")}  # the BLEUs that get a CI
 
 
 @dataclass
@@ -55,6 +63,13 @@ def ratio_statistic(numerator: Sequence[float], denominator: Sequence[float], me
             return np.where(sums[:, 1] > 0, sums[:, 0] / sums[:, 1], np.nan)
 
     return Statistic(matrix, value, method)
+
+
+def yes_no_statistic(predictions: Sequence[str], references: Sequence[str]) -> Statistic:
+    """The standard protocol's yes/no accuracy: first words equal, over references starting yes / no."""
+    is_yes_no = [float(first_word(r) in ("yes", "no")) for r in references]
+    hit = [y * (first_word(p) == first_word(r)) for y, p, r in zip(is_yes_no, predictions, references, strict=True)]
+    return ratio_statistic(hit, is_yes_no, "ratio: correct / yes-no questions")
 
 
 def nltk_bleu_statistics(predictions: Sequence[str], references: Sequence[str],
@@ -156,4 +171,4 @@ def paired_differences(base: dict[str, Statistic], others: dict[str, dict[str, S
 
 
 __all__ = ["PAPER_BLEU", "Statistic", "macro_f1_statistic", "mean_statistic", "nltk_bleu_statistics", "observed",
-           "paired_differences", "ratio_statistic", "resample_blocks", "sacrebleu_statistic"]
+           "paired_differences", "ratio_statistic", "resample_blocks", "sacrebleu_statistic", "yes_no_statistic"]

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from skinvl.evaluation import bootstrap, report
-from skinvl.evaluation.scoring import first_word
+from skinvl.evaluation.scoring import HEADLINE_METRICS
 
-VQA_CI = {"paper": ("bleu_1", "bleu_4", "rouge_l", "meteor", "bertscore_f1", "token_recall"),
-          "standard": ("sacrebleu", "rouge_l", "meteor", "bertscore_f1", "yes_no_accuracy")}
+VQA_CI = HEADLINE_METRICS
 ZEROSHOT_CI = ("accuracy", "macro_f1")
 # predictions.csv column holding the per-sample value of a mean metric, per protocol.
 MEAN_COLUMNS = {"paper": {"rouge_l": "rouge_l", "meteor": "meteor", "bertscore_f1": "bertscore_f1",
@@ -130,9 +129,7 @@ def _vqa_statistics(run: Run, ids: Sequence[str], protocol: str) -> dict[str, bo
         stats.update(bootstrap.nltk_bleu_statistics(preds, refs, bootstrap.PAPER_BLEU))
     else:
         stats["sacrebleu"] = bootstrap.sacrebleu_statistic(preds, refs)
-        is_yn = [float(first_word(r) in ("yes", "no")) for r in refs]
-        hit = [y * (first_word(p) == first_word(r)) for y, p, r in zip(is_yn, preds, refs, strict=True)]
-        stats["yes_no_accuracy"] = bootstrap.ratio_statistic(hit, is_yn, "ratio: correct / yes-no questions")
+        stats["yes_no_accuracy"] = bootstrap.yes_no_statistic(preds, refs)
     return {m: stats[m] for m in VQA_CI[protocol] if m in stats}
 
 

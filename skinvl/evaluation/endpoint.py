@@ -110,6 +110,8 @@ class EndpointAnswerer:
 
     def post(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
         """(answer, None) or (None, reason) after the retries."""
+        # Hand-written on purpose: httpx's HTTPTransport(retries=N) retries only failed connects, at
+        # once; here 429 / 5xx answers and read timeouts are retried too, with backoff and Retry-After.
         import httpx
 
         reason = "not sent"

@@ -39,6 +39,7 @@ from skinvl.evaluation.predictions import (
     check_header,
     iter_rows,
     read_text,
+    refuse_failed,
 )
 from skinvl.evaluation.runs import Row
 
@@ -108,17 +109,21 @@ def detect_format(path: Path) -> str:
 
 
 def _skinvl_answer(row: dict[str, Any], where: str) -> Answer:
-    if row.get("status") == "failed":
-        raise PredictionsFileError(f"{where}: this question failed ({row.get('error')}) and has no prediction. "
-                                   "Rerun the evaluation with --resume to ask it again.")
+    refuse_failed(row, where)
     prediction = row.get("prediction")
     if not isinstance(prediction, str):
         raise PredictionsFileError(f"{where}: 'prediction' must be a string, got {prediction!r}; write an empty "
                                    "string for a blank answer.")
     row_id = next((_text(row.get(c)) for c in ID_COLUMNS if _text(row.get(c)) is not None), None)
-    return Answer(prediction, where, id=row_id, position=_position(row.get("index")), question=_text(row.get("question")),
-                  answer=_text(row.get("answer")), modality=canonical_modality(_text(row.get("modality")), where),
-                  image_id=_text(row.get("image_id")), answer_type=canonical_answer_type(_text(row.get("answer_type")), where))
+    return _answer(prediction, where, row, row_id, _position(row.get("index")))
+
+
+def _answer(prediction: str, where: str, fields: dict[str, Any], row_id: str | None, position: int | None) -> Answer:
+    """An Answer whose question, reference, modality, image id and answer type are ``fields``' (checked)."""
+    return Answer(prediction, where, id=row_id, position=position, question=_text(fields.get("question")),
+                  answer=_text(fields.get("answer")), modality=canonical_modality(_text(fields.get("modality")), where),
+                  image_id=_text(fields.get("image_id")),
+                  answer_type=canonical_answer_type(_text(fields.get("answer_type")), where))
 
 
 def _unwrap(value: Any) -> Any:
@@ -138,10 +143,9 @@ def _lmms_eval_answer(row: dict[str, Any], where: str) -> Answer:
     if not isinstance(position, int) or position < 0:
         raise PredictionsFileError(f"{where}: doc_id {position!r} is not a row number (a non-negative integer).")
     modality = doc.get("modality")  # a ClassLabel stays an integer in lmms-eval's doc: --data names it
-    return Answer(response, where, id=_text(doc.get("question_id")), position=position, question=_text(doc.get("question")),
-                  answer=_text(row.get("target")) or _text(doc.get("answer")),
-                  modality=canonical_modality(modality, where) if isinstance(modality, str) else None, image_id=_text(doc.get("image_id")),
-                  answer_type=canonical_answer_type(_text(doc.get("answer_type")), where))
+    fields = {**doc, "answer": _text(row.get("target")) or doc.get("answer"),
+              "modality": modality if isinstance(modality, str) else None}
+    return _answer(response, where, fields, _text(doc.get("question_id")), position)
 
 
 def _vlmevalkit_frame(path: Path):
@@ -173,10 +177,7 @@ def _vlmevalkit_answers(path: Path) -> list[Answer]:
         index = _text(row.get("index"))
         position = _position(index)
         row_id = _text(row.get("question_id")) or (index if position is None else None)
-        answers.append(Answer(prediction, where, id=row_id, position=position, question=_text(row.get("question")),
-                              answer=_text(row.get("answer")), modality=canonical_modality(_text(row.get("modality")), where),
-                              image_id=_text(row.get("image_id")),
-                              answer_type=canonical_answer_type(_text(row.get("answer_type")), where)))
+        answers.append(_answer(prediction, where, row, row_id, position))
     return answers
 
 

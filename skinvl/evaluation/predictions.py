@@ -96,16 +96,21 @@ def canonical_answer_type(value: Any, where: str) -> str | None:
     return text
 
 
+def refuse_failed(row: dict, where: str) -> None:
+    """Refuse a question a ``skinvl eval`` run could not answer: it is never scored as a blank answer."""
+    if row.get("status") == "failed":
+        raise PredictionsFileError(
+            f"{where}: this question failed ({row.get('error')}) and has no prediction. Rerun the "
+            "evaluation with --resume to ask it again, or remove the row to score the rest."
+        )
+
+
 def _sample_from_row(row: dict, where: str) -> VQASample:
     """Validate one row (a dict from CSV or JSONL) and turn it into a VQASample.
 
     ``where`` names the file and row (CSV data row) or line (JSONL) for error messages.
     """
-    if row.get("status") == "failed":  # a question of a `skinvl eval` run that got no answer
-        raise PredictionsFileError(
-            f"{where}: this question failed ({row.get('error')}) and has no prediction. Rerun the "
-            "evaluation with --resume to ask it again, or remove the row to score the rest."
-        )
+    refuse_failed(row, where)
     values: dict[str, str | None] = {}
     for column in REQUIRED_COLUMNS:
         value = row.get(column)

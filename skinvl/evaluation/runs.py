@@ -105,6 +105,11 @@ def fingerprint(rows: Sequence[Row]) -> str:
     return digest.hexdigest()
 
 
+def dataset_info(dataset: dict[str, Any], rows: Sequence[Row]) -> dict[str, Any]:
+    """``dataset`` plus the row count and fingerprint of the rows scored, for results.json."""
+    return {**dataset, "rows": len(rows), "row_ids_blake2b": fingerprint(rows)}
+
+
 class PredictionLog:
     """``predictions.jsonl`` (or this rank's part) in ``out``: read back, appended, merged."""
 
@@ -255,7 +260,7 @@ def provenance(options: RunOptions, *, model: dict[str, Any], prompt: str | None
         "model_info": model,
         "first_prompt": prompt,
         "decoding": decoding,
-        "dataset_info": {**dataset, "rows": len(rows), "row_ids_blake2b": fingerprint(rows)},
+        "dataset_info": dataset_info(dataset, rows),
         "packages": package_versions(),
         "started_at": started,
         "finished_at": now(),
@@ -268,5 +273,5 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-__all__ = ["DECODINGS", "DecodingOptions", "PredictionLog", "Row", "RunError", "RunOptions", "decoding_kwargs",
-           "device_for_rank", "execute", "fingerprint", "is_main_process", "now", "package_versions", "provenance"]
+__all__ = ["DECODINGS", "DecodingOptions", "PredictionLog", "Row", "RunError", "RunOptions", "dataset_info",
+           "decoding_kwargs", "device_for_rank", "execute", "fingerprint", "is_main_process", "now", "package_versions", "provenance"]

@@ -61,6 +61,9 @@ PAPER_BLEU_WEIGHTS = {
 PAPER_BERTSCORE_MODEL = "bert-base-uncased"
 PAPER_BERTSCORE_LAYER = 9
 PROTOCOLS = ("paper", "standard")
+# Each protocol's headline metrics: drawn in vqa_scores.png and given a bootstrap CI by `eval compare`.
+HEADLINE_METRICS = {"paper": ("bleu_1", "bleu_4", "rouge_l", "meteor", "bertscore_f1", "token_recall"),
+                    "standard": ("sacrebleu", "rouge_l", "meteor", "bertscore_f1", "yes_no_accuracy")}
 OVERALL = "overall"
 
 _STANDARD_TOKEN = re.compile(r"\w+|[^\w\s]")

@@ -14,7 +14,13 @@ from typing import Any
 
 from skinvl.evaluation import report
 from skinvl.evaluation.ask import AskOptions, ask
-from skinvl.evaluation.foreign import AnswerFile, coverage_of, match_rows, read_answers
+from skinvl.evaluation.foreign import (
+    AnswerFile,
+    coverage_of,
+    detect_format,
+    match_rows,
+    read_answers,
+)
 from skinvl.evaluation.images import LazyImages
 from skinvl.evaluation.models import LoadedModel, LocalAnswerer
 from skinvl.evaluation.predictions import (
@@ -25,11 +31,14 @@ from skinvl.evaluation.predictions import (
     sample_columns,
     write_predictions,
 )
-from skinvl.evaluation.runs import Row, decoding_kwargs, fingerprint
-from skinvl.evaluation.scoring import ScoreOptions, ScoreResult, ScoreSettings, score_vqa
-
-PAPER_FIGURE_METRICS = ("bleu_1", "bleu_4", "rouge_l", "meteor", "bertscore_f1", "token_recall")
-STANDARD_FIGURE_METRICS = ("sacrebleu", "rouge_l", "meteor", "bertscore_f1", "yes_no_accuracy")
+from skinvl.evaluation.runs import Row, dataset_info, decoding_kwargs
+from skinvl.evaluation.scoring import (
+    HEADLINE_METRICS,
+    ScoreOptions,
+    ScoreResult,
+    ScoreSettings,
+    score_vqa,
+)
 
 
 @dataclass(kw_only=True)
@@ -176,23 +185,26 @@ def score_to_folder(
     title = f"VQA: {meta.get('name') or meta.get('model') or Path(meta.get('predictions_file') or 'predictions').name}"
     sections = [f"# {title}", "", f"{result.n_samples} questions, {result.empty_predictions} blank predictions."]
     for p in protocols:
-        columns = [c for c in next(iter(result.metrics[p].values())) if c != "n"]
-        sections += ["", f"## Protocol `{p}` (x100)", "", report.markdown_table(result.metrics[p], ["n", *columns], "group")]
+        sections += _group_table(f"## Protocol `{p}` (x100)", result.metrics[p], "group")
     for p, by_type in result.per_answer_type.items():
-        columns = [c for c in next(iter(by_type.values())) if c != "n"]
-        sections += ["", f"## Protocol `{p}` per answer type (x100)", "",
-                     report.markdown_table(by_type, ["n", *columns], "answer type")]
+        sections += _group_table(f"## Protocol `{p}` per answer type (x100)", by_type, "answer type")
     sections.append(report.unavailable_notes(result.unavailable))
     report.write_markdown(out, "\n".join(sections))
     main = "paper" if "paper" in protocols else protocols[0]
     report.plot_vqa(
         out,
         result.metrics[main],
-        PAPER_FIGURE_METRICS if main == "paper" else STANDARD_FIGURE_METRICS,
+        HEADLINE_METRICS[main],
         f"{title} ({main} protocol)",
         note="not shown (unavailable): " + ", ".join(result.unavailable) if result.unavailable else "",
     )
     return payload
+
+
+def _group_table(heading: str, groups: dict[str, dict[str, Any]], key: str) -> list[str]:
+    """Markdown lines of one table: a row per group, ``n`` then every metric."""
+    columns = [c for c in next(iter(groups.values())) if c != "n"]
+    return ["", heading, "", report.markdown_table(groups, ["n", *columns], key)]
 
 
 def _write_scored_samples(samples: Sequence[VQASample], result: ScoreResult, path: Path) -> None:
@@ -225,23 +237,24 @@ def run_score(
     type (closed/open) comes from the file's ``answer_type`` column, else from the dataset (both
     given: they must agree); with neither there is no per answer-type table.
     """
-    file = read_answers(predictions_file)
+    fmt = detect_format(Path(predictions_file))
     meta: dict[str, Any] = {"name": name or Path(predictions_file).stem, "model": None, "predictions_file": str(predictions_file),
-                            "predictions_format": file.format}
+                            "predictions_format": fmt}
     if split is None or split.data is None:
-        samples = read_predictions(predictions_file) if file.format == "skinvl" else _samples_from_file(file)
+        # Our own format is read once, by read_predictions (it checks the question and reference columns).
+        samples = read_predictions(predictions_file) if fmt == "skinvl" else _samples_from_file(read_answers(predictions_file))
         meta.update(dataset=None, split=None, coverage={"checked": False, "fix": "pass --data to check coverage by row id"})
     else:
+        answers = read_answers(predictions_file).answers  # before the split: a bad file fails fast
         ds = load_vqa_split(split.data, split.config, split.split)
-        pairs, coverage = match_rows(file.answers, vqa_rows(ds, split.split), allow_partial=split.allow_partial,
+        pairs, coverage = match_rows(answers, vqa_rows(ds, split.split), allow_partial=split.allow_partial,
                                      source=str(predictions_file))
         samples = [VQASample(question=row.question, answer=row.fields["answer"], prediction=a.prediction,
                              modality=row.fields["modality"], image_id=row.fields["image_id"], id=row.id,
                              answer_type=a.answer_type or row.fields.get("answer_type")) for row, a in pairs]
-        rows = [row for row, _ in pairs]
+        dataset = {"data": split.data, "config": split.config, "split": split.split}
         meta.update(dataset=split.data, config=split.config, split=split.split, coverage=coverage,
-                    dataset_info={"data": split.data, "config": split.config, "split": split.split, "rows": len(rows),
-                                  "row_ids_blake2b": fingerprint(rows)})
+                    dataset_info=dataset_info(dataset, [row for row, _ in pairs]))
     return score_to_folder(samples, out_dir, protocols=protocols, settings=settings, meta=meta)
 
 

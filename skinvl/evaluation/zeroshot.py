@@ -41,7 +41,7 @@ from skinvl.evaluation.foreign import coverage_of, match_rows, read_answers
 from skinvl.evaluation.images import LazyImages
 from skinvl.evaluation.labels import LabelFile, LabelFileError, read_label_csv, resolve_images
 from skinvl.evaluation.models import LoadedModel
-from skinvl.evaluation.runs import Row, fingerprint
+from skinvl.evaluation.runs import Row, dataset_info
 
 PROMPT = "This is a skin lesion image. From the following categories: {classes}, which one is the diagnosis?"
 PARSE_PROTOCOLS = ("robust", "paper")
@@ -216,7 +216,7 @@ def run_zeroshot(options: ZeroShotOptions, *, loaded: LoadedModel | None = None)
         done, meta = _answers_from_file(options, rows)
         answered = {d["id"] for d in done}
         scored = [r for r in rows if r.id in answered]
-        meta["dataset_info"] = {**dataset, "rows": len(scored), "row_ids_blake2b": fingerprint(scored)}
+        meta["dataset_info"] = dataset_info(dataset, scored)
         failed: dict[str, Any] = {"count": 0, "rows": []}
     else:
         answers = ask(options, rows, LazyImages.from_files(paths), dataset, loaded=loaded, description="eval zeroshot")
