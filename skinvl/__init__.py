@@ -134,10 +134,12 @@ def _model_type(name_or_path: str, revision: str | None, *, ask_hub: bool = Fals
             "checkpoint, a folder in the authors' llava_mistral format, a Hub id or 'skinvl-tiny'."
         )
     model_type = read_json_object(config_file).get("model_type")
-    if model_type not in _LOADABLE_MODEL_TYPES:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    if model_type not in _LOADABLE_MODEL_TYPES and model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
         raise ValueError(
-            f"{config_file}: model_type {model_type!r} is neither SkinVL ('skinvl'), transformers "
-            "LLaVA ('llava') nor the authors' format ('llava_mistral'); pass a SkinVL checkpoint."
+            f"{config_file}: model_type {model_type!r} is neither SkinVL ('skinvl'), the authors' format "
+            "('llava_mistral') nor an AutoModelForImageTextToText model; pass an image-text-to-text checkpoint."
         )
     return model_type
 

@@ -42,11 +42,13 @@ from typing import Any
 
 from mm_skin.cli import ExitCode, add_command
 
+from .inference.families import family_of
 from .processing_skinvl import PROMPT_TEMPLATES, TRAINING_TEMPLATE
 from .training_data import (
     MIX_STOPPING,
     load_conversations,
-    training_chat_template,
+    loss_masking,
+    to_prompt_completion,
     vision_collator,
 )
 from .training_record import merge_adapter, write_run_record
@@ -55,9 +57,6 @@ logger = logging.getLogger(__name__)
 
 ACCELERATE_CONFIG_DIR = Path(__file__).parent / "accelerate_configs"
 ACCELERATE_CONFIGS = ("ddp", "deepspeed_zero3", "fsdp")
-# The projector's module name in transformers' LLaVA (and so in SkinVL, which subclasses it).
-PROJECTOR_MODULE = "multi_modal_projector"
-LANGUAGE_MODEL_MODULE = "language_model"
 LATEST = "latest"  # --resume-from-checkpoint without a path
 
 
@@ -110,9 +109,12 @@ class TrainOptions:
     template: str = _opt(TRAINING_TEMPLATE, "the processor's named chat template to train with "
                          f"(SkinVL: {' or '.join(PROMPT_TEMPLATES)}; the authors trained with "
                          f"{TRAINING_TEMPLATE}); a processor with one template uses it")  # fmt: skip
-    chat_template: str | None = _opt(None, "a .jinja chat template whose assistant turns are "
-                                     "marked with {%% generation %%}, for a model whose own "
-                                     "template lacks the markers", metavar="FILE")  # fmt: skip
+    chat_template: str | None = _opt(None, "a .jinja chat template to train with instead of the "
+                                     "model's; with {%% generation %%} markers the loss is on "
+                                     "every assistant turn, without them on each turn as a "
+                                     "prompt-completion pair", metavar="FILE")  # fmt: skip
+    include_test_images: bool = _opt(False, "also train on rows whose image is a test image "
+                                     "(image_in_test, vqa config); left out by default")  # fmt: skip
     lora_r: int = _opt(128, "LoRA rank")
     lora_alpha: int = _opt(64, "LoRA alpha")
     lora_dropout: float = _opt(0.05, "LoRA dropout")
@@ -164,46 +166,47 @@ class TrainResult:
 def language_model_lora_targets(model: Any) -> str:
     """A peft ``target_modules`` regex selecting every linear layer of the language model.
 
-    The vision tower, the projector and the LM head are left out. The regex names the leaf
-    modules found in this model (q/k/v/o/gate/up/down_proj for Mistral and Llama), so it stays
-    short in adapter_config.json and still matches under peft's ``base_model.model.`` prefix.
+    The language model is the family's module (``family_of(model).language_model``:
+    ``language_model`` in LLaVA, SkinVL, Gemma 3 and PaliGemma, ``text_model`` in Idefics3 /
+    SmolVLM). The vision tower, the projector and the LM head are left out. The regex names the
+    leaf modules found in this model (q/k/v/o/gate/up/down_proj for Mistral, Llama and Gemma), so
+    it stays short in adapter_config.json and still matches under peft's ``base_model.model.``
+    prefix.
     """
     import torch
 
+    language_model = family_of(model).language_model
     leaves = set()
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and f".{LANGUAGE_MODEL_MODULE}." in f".{name}":
+        if isinstance(module, torch.nn.Linear) and f".{language_model}." in f".{name}":
             leaves.add(name.rsplit(".", 1)[-1])
     if not leaves:
         raise ValueError(
-            f"{type(model).__name__} has no linear layers under a '{LANGUAGE_MODEL_MODULE}' "
-            "module; skinvl train expects an image-text-to-text model with a language_model"
+            f"{type(model).__name__} has no linear layers under a '{language_model}' module; "
+            "skinvl train expects an image-text-to-text model with a language model"
         )
-    return rf".*\.{LANGUAGE_MODEL_MODULE}\.(?:.*\.)?(?:{'|'.join(sorted(leaves))})"
+    return rf".*\.{language_model}\.(?:.*\.)?(?:{'|'.join(sorted(leaves))})"
 
 
 def lora_config(model: Any, *, r: int, alpha: int, dropout: float) -> Any:
     """peft's ``LoraConfig``: LoRA on the language model's linears, the projector trained in full.
 
-    peft freezes everything else (the vision tower included). The projector is a
-    ``modules_to_save`` copy, merged back by ``merge_and_unload``; a model without
-    ``multi_modal_projector`` trains its LoRA weights only.
+    peft freezes everything else (the vision tower included). The projector (the family's
+    module: ``multi_modal_projector``, Idefics3's ``connector``) is a ``modules_to_save`` copy,
+    merged back by ``merge_and_unload``; a model without one trains its LoRA weights only.
     """
     from peft import LoraConfig
 
-    has_projector = any(name.endswith(PROJECTOR_MODULE) for name, _ in model.named_modules())
+    projector = family_of(model).projector
+    has_projector = any(name.rsplit(".", 1)[-1] == projector for name, _ in model.named_modules())
     if not has_projector:
-        logger.warning(
-            "%s has no %s: only the LoRA weights are trained",
-            type(model).__name__,
-            PROJECTOR_MODULE,
-        )
+        logger.warning("%s has no %s: only the LoRA weights are trained", type(model).__name__, projector)
     return LoraConfig(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=language_model_lora_targets(model),
-        modules_to_save=[PROJECTOR_MODULE] if has_projector else None,
+        modules_to_save=[projector] if has_projector else None,
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -215,10 +218,11 @@ def _check_trainable(model: Any, fp32: bool) -> None:
     (DeepSpeed and FSDP keep their own fp32 copies)."""
     import torch
 
+    tower = f".{family_of(model).vision_tower}."
     for name, param in model.named_parameters():
         if fp32 and param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()
-        if "vision_tower" in name and param.requires_grad:
+        if tower in f".{name}" and param.requires_grad:
             raise RuntimeError(f"vision tower parameter {name} is trainable; it must stay frozen")
 
 
@@ -233,9 +237,11 @@ def trainer_class() -> type:
             model.disable_input_require_grads()  # the hooks Trainer added just before
 
     class SkinVLTrainer(SFTTrainer):
-        def __init__(self, *args: Any, projector_lr: float | None = None, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, projector_lr: float | None = None,
+                     run_facts: dict[str, Any] | None = None, **kwargs: Any) -> None:  # fmt: skip
             super().__init__(*args, **kwargs)
             self.projector_lr = projector_lr
+            self.run_facts = run_facts or {}  # what training_settings.json records beyond args
             if not (self.args.activation_checkpointing_kwargs or {}).get("use_reentrant"):
                 # With checkpointing, TRL (here) and Trainer (at train) hook every input embedding
                 # to require grad, the frozen vision tower's too, so the backward pass ran through
@@ -247,10 +253,11 @@ def trainer_class() -> type:
             opt_model = self.model if model is None else model
             if self.optimizer is None and self.projector_lr is not None:
                 decay = set(self.get_decay_parameter_names(opt_model))
+                projector = f".{family_of(opt_model).projector}."
                 groups: dict[tuple[bool, bool], list] = {}
                 for name, param in opt_model.named_parameters():
                     if param.requires_grad:
-                        key = (f"{PROJECTOR_MODULE}." in name, name not in decay)
+                        key = (projector in f".{name}", name not in decay)
                         groups.setdefault(key, []).append(param)
                 # Language-model groups first: the logged learning_rate is param_groups[0]'s.
                 param_groups = [
@@ -343,32 +350,54 @@ def build_trainer(options: TrainOptions, callbacks: Sequence[Any] = ()) -> Any:
     # weights and computes in bf16 through its mixed-precision policy.
     dtype = torch.bfloat16 if args.bf16 and engine != "fsdp" else torch.float32
     model, processor = skinvl.load(options.model, dtype=dtype)
-    template = training_chat_template(processor, options.template, options.chat_template)
+    bare = family_of(model).prompt == "bare"
+    masking = loss_masking(processor, options.template, options.chat_template, bare=bare)
+    args.assistant_only_loss = masking.kind == "assistant_only"
+    args.completion_only_loss = masking.kind == "completion_only"
     if options.chat_template:  # TRL's checks see it, and the saved processor carries it
         processor.chat_template = Path(options.chat_template).read_text(encoding="utf-8")
     with args.main_process_first(desc="preparing the training data"):
-        dataset = load_conversations(
+        data = load_conversations(
             options.data, options.configs, split=options.split, mix=options.mix,
             mix_stopping=options.mix_stopping, seed=options.seed,
+            include_test_images=options.include_test_images,
         )  # fmt: skip
+        rows = data.rows if args.assistant_only_loss else to_prompt_completion(data.rows, bare=bare)
+    if args.process_index == 0:
+        _say_what_was_left_out(data.test_image_rows_left_out)
     # The adapter's base_model_name_or_path: what the user named (presets have no path).
     model.config._name_or_path = model.config._name_or_path or options.model
     trainer = trainer_class()(
         model=model,
         args=args,
-        train_dataset=dataset,
-        data_collator=vision_collator(processor, template, options.max_length),
+        train_dataset=rows,
+        data_collator=vision_collator(processor, masking, options.max_length),
         processing_class=processor,
         peft_config=lora_config(
             model, r=options.lora_r, alpha=options.lora_alpha, dropout=options.lora_dropout
         ),
         projector_lr=options.projector_lr,
+        run_facts={
+            "loss_masking": masking.kind,
+            "chat_template_source": masking.source,
+            "test_image_rows_left_out": data.test_image_rows_left_out,
+        },
         callbacks=list(callbacks) or None,
     )
     _check_trainable(trainer.model, fp32=engine is None)
     if args.process_index == 0:
         trainer.model.print_trainable_parameters()
     return trainer
+
+
+def _say_what_was_left_out(left_out: dict[str, int | None]) -> None:
+    """One line per --data: rows left out for showing a test image (the run record keeps them)."""
+    for spec, count in left_out.items():
+        if count is None:
+            print(f"{spec}: no image_in_test column, so rows showing test images cannot be left out")
+        else:
+            print(f"{spec}: left out {count} rows whose image is a test image "
+                  "(--include-test-images keeps them)")  # fmt: skip
 
 
 def train(options: TrainOptions, callbacks: Sequence[Any] = ()) -> TrainResult:

@@ -11,8 +11,9 @@ vision-language collator's, under the chat template chosen for training.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .processing_skinvl import PROMPT_TEMPLATES, TRAINING_TEMPLATE
 
@@ -170,6 +171,31 @@ def to_conversations(dataset: datasets.Dataset, spec: str) -> datasets.Dataset:
     return converted.cast_column("images", List(Image()))
 
 
+TEST_IMAGE_COLUMN = "image_in_test"  # the vqa config's flag: this row's image is a test image
+
+
+@dataclass
+class TrainingData:
+    """The combined training rows, and per ``--data`` how many rows showing a test image were left
+    out (``None``: that source has no ``image_in_test`` column, so nothing could be checked)."""
+
+    rows: datasets.Dataset
+    test_image_rows_left_out: dict[str, int | None]
+
+
+def leave_out_test_images(dataset: datasets.Dataset) -> tuple[datasets.Dataset, int | None]:
+    """``dataset`` without the rows whose image is also a test image, and how many were left out.
+
+    The filter the dataset card documents (``not row["image_in_test"]``); a split without that
+    column is returned whole, with ``None`` for the count.
+    """
+    if TEST_IMAGE_COLUMN not in dataset.column_names:
+        return dataset, None
+    kept = dataset.filter(lambda in_test: not in_test, input_columns=TEST_IMAGE_COLUMN,
+                          desc="leaving out rows whose image is a test image")  # fmt: skip
+    return kept, len(dataset) - len(kept)
+
+
 def load_conversations(
     data: Sequence[str],
     configs: Sequence[str | None] = (),
@@ -178,11 +204,14 @@ def load_conversations(
     mix: Sequence[float] | None = None,
     mix_stopping: str = "all_exhausted",
     seed: int = 42,
-) -> datasets.Dataset:
+    include_test_images: bool = False,
+) -> TrainingData:
     """Load and combine the training datasets as one conversation dataset.
 
     ``configs`` gives one config name for all datasets or one per dataset (empty: each dataset's
-    default). Without ``mix`` the datasets are concatenated (every row once, as the authors' PubMM
+    default). Rows whose image is also a test image (``image_in_test``, the ``vqa`` config's
+    column) are left out unless ``include_test_images``; the counts come back with the rows.
+    Without ``mix`` the datasets are concatenated (every row once, as the authors' PubMM
     mix). With ``mix`` (one proportion per dataset, normalised to sum 1) rows are drawn with those
     probabilities by ``datasets.interleave_datasets``; ``mix_stopping="all_exhausted"`` (default)
     goes on until every dataset has been seen in full, oversampling the smaller ones,
@@ -200,35 +229,62 @@ def load_conversations(
             f"{len(configs)} --config values for {len(data)} --data values; give one for all "
             "or one per --data, in the same order"
         )
-    parts = [
-        to_conversations(load_source(s, c, split), s) for s, c in zip(data, configs, strict=True)
-    ]
-    for spec, part in zip(data, parts, strict=True):
+    parts, left_out = [], {}
+    for spec, config in zip(data, configs, strict=True):
+        source = load_source(spec, config, split)
+        if not include_test_images:
+            source, left_out[spec] = leave_out_test_images(source)
+        part = to_conversations(source, spec)
         if len(part) == 0:
-            raise ValueError(f"{spec}: split {split!r} is empty")
+            raise ValueError(f"{spec}: split {split!r} is empty" + (
+                f" once its {left_out[spec]} rows showing test images are left out; pass "
+                "--include-test-images to train on them" if left_out.get(spec) else ""))  # fmt: skip
+        parts.append(part)
     if mix is None:
-        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        rows = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        return TrainingData(rows, left_out)
     if len(mix) != len(data) or any(p <= 0 for p in mix):
         raise ValueError(
             f"--mix {','.join(map(str, mix))}: need {len(data)} positive proportions (one "
             "per --data, e.g. --mix 0.7,0.3); leave out a dataset you do not want"
         )
     probabilities = [p / sum(mix) for p in mix]
-    return datasets.interleave_datasets(
+    rows = datasets.interleave_datasets(
         parts, probabilities=probabilities, seed=seed, stopping_strategy=mix_stopping
     )
+    return TrainingData(rows, left_out)
 
 
 # --------------------------------------------------------------------------------------------
-# Batches: the training chat template and TRL's collator
+# Batches: the loss mask, the training chat template and TRL's collator
 # --------------------------------------------------------------------------------------------
 
 
-def training_chat_template(processor: Any, name: str = TRAINING_TEMPLATE, file: str | None = None) -> str:
-    """The chat template to train with: ``file``, else the processor's template ``name`` (or its
-    only one). It must mark assistant turns with ``{% generation %}``; a known template without
-    the markers (Llama 3, Qwen, Gemma... see TRL's ``get_training_chat_template``) is swapped
-    for TRL's marked version.
+@dataclass(frozen=True)
+class LossMasking:
+    """How the loss is kept to the answers, and the chat template that renders the rows.
+
+    ``assistant_only``: conversations rendered with ``template``, whose ``{% generation %}``
+    markers mark the assistant tokens (TRL's ``assistant_only_loss``). ``completion_only``: the
+    template has no markers, so rows become prompt-completion pairs (:func:`to_prompt_completion`)
+    and only the completion tokens are learned (TRL's ``completion_only_loss``); ``template`` is
+    ``None`` for a model prompted with bare text (PaliGemma: its processor's prefix/suffix format).
+    ``source`` says where the template came from, for the run record.
+    """
+
+    kind: Literal["assistant_only", "completion_only"]
+    template: str | None
+    source: str
+
+
+def loss_masking(
+    processor: Any, name: str = TRAINING_TEMPLATE, file: str | None = None, *, bare: bool = False
+) -> LossMasking:
+    """The loss masking to train with: ``file``, else the processor's template ``name`` (or its
+    only one); with ``{% generation %}`` markers it is ``assistant_only``. A known template without
+    the markers (Llama 3, Qwen, Gemma... see TRL's ``get_training_chat_template``) is swapped for
+    TRL's marked version; any other template, or none at all for a model prompted with bare text
+    (``bare``), is ``completion_only``.
 
     TRL's collator tokenizes the rendered chat without special tokens (templates usually write
     the BOS themselves); SkinVL's templates leave the BOS to the tokenizer, as the authors'
@@ -242,11 +298,13 @@ def training_chat_template(processor: Any, name: str = TRAINING_TEMPLATE, file: 
             raise ValueError(
                 f"--chat-template {file}: not a .jinja/.j2 file; pass a Jinja chat template"
             )
-        template, source = Path(file).read_text(encoding="utf-8"), f"--chat-template {file}"
+        template, source = Path(file).read_text(encoding="utf-8"), f"--chat-template {Path(file).name}"
     else:
         templates = processor.chat_template
         if not isinstance(templates, dict):
             templates = {name: templates} if templates else {}
+        if not templates and bare:
+            return LossMasking("completion_only", None, "none (bare prompt: the processor's prefix/suffix format)")
         if name not in templates:
             raise ValueError(
                 f"the processor has no chat template {name!r} (it has "
@@ -254,34 +312,85 @@ def training_chat_template(processor: Any, name: str = TRAINING_TEMPLATE, file: 
                 f"{' or --template '.join(PROMPT_TEMPLATES)} on a SkinVL processor, or "
                 "--chat-template FILE"
             )
-        template, source = templates[name], f"the model's chat template {name!r}"
+        named = f" {name!r}" if isinstance(processor.chat_template, dict) else ""
+        template, source = templates[name], f"the model's chat template{named}"
         if not has_generation_markers(template) and isinstance(processor.chat_template, str):
             try:
-                template = get_training_chat_template(processor) or template
+                marked = get_training_chat_template(processor)
             except ValueError:  # not a template TRL knows how to mark
-                pass
-    if not has_generation_markers(template):
-        raise ValueError(
-            f"{source} has no {{% generation %}} markers, so the assistant tokens cannot be found "
-            "for the loss; pass --chat-template FILE with the assistant turns wrapped in "
-            "{% generation %}...{% endgeneration %}"
-        )
+                marked = None
+            if marked:
+                template, source = marked, f"TRL's training version of {source}"
+    kind = "assistant_only" if has_generation_markers(template) else "completion_only"
+    return LossMasking(kind, _with_tokenizer_bos(processor, template), source)
+
+
+def _with_tokenizer_bos(processor: Any, template: str) -> str:
+    """``template``, starting with the BOS when the tokenizer adds one and the template does not."""
     tokenizer = processor.tokenizer
     if tokenizer.bos_token and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
         probe = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
         rendered = processor.apply_chat_template(probe, chat_template=template)
         if not rendered.startswith(tokenizer.bos_token):
-            template = "{{- bos_token -}}" + template
+            return "{{- bos_token -}}" + template
     return template
 
 
-def vision_collator(processor: Any, chat_template: str, max_length: int | None = 2048) -> Any:
-    """TRL's vision-language collator with assistant-only loss, as ``SFTTrainer`` would build it.
+def to_prompt_completion(conversations: datasets.Dataset, *, bare: bool = False) -> datasets.Dataset:
+    """Conversation rows as prompt-completion rows, for ``completion_only`` loss masking.
 
-    Labels are the input ids on assistant tokens and ``IGNORE_INDEX`` elsewhere (prompt, system,
-    image and padding tokens). Sequences longer than ``max_length`` are cut at the end; a cut
-    through an image's tokens is a ``ValueError`` that names ``--max-length``.
+    The rule: one example per assistant turn. Its completion is that turn; its prompt is every
+    message before it (earlier answers included), with the images those messages show. A
+    two-turn instruct row thus becomes two examples, and each answer is learned once. With
+    ``bare`` (a model prompted with bare text) prompt and completion are plain text: the texts
+    of the earlier messages joined by newlines, and the answer.
     """
+    from datasets import Features, Image, List, Value
+
+    messages = conversation_features()["messages"]
+    text_or_chat = Value("string") if bare else messages
+    features = Features({"images": List(Image(decode=False)), "prompt": text_or_chat,
+                         "completion": text_or_chat})  # fmt: skip
+
+    def split_turns(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {"images": [], "prompt": [], "completion": []}
+        for images, turns in zip(batch["images"], batch["messages"], strict=True):
+            for i, turn in enumerate(turns):
+                if turn["role"] != "assistant":
+                    continue
+                prompt = turns[:i]
+                shown = sum(item["type"] == "image" for m in prompt for item in m["content"])
+                out["images"].append(images[:shown])
+                if bare:
+                    out["prompt"].append("\n".join(_text_of(m) for m in prompt))
+                    out["completion"].append(_text_of(turn))
+                else:
+                    out["prompt"].append(prompt)
+                    out["completion"].append([turn])
+        return out
+
+    undecoded = conversations.cast_column("images", List(Image(decode=False)))
+    pairs = undecoded.map(split_turns, batched=True, remove_columns=undecoded.column_names,
+                          features=features, desc="conversations -> prompt-completion")  # fmt: skip
+    return pairs.cast_column("images", List(Image()))
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    return "".join(item["text"] or "" for item in message["content"] if item["type"] == "text")
+
+
+def vision_collator(processor: Any, masking: LossMasking, max_length: int | None = 2048) -> Any:
+    """TRL's vision-language collator, as ``SFTTrainer`` would build it for ``masking``.
+
+    Labels are the input ids on the learned tokens (assistant turns, or completions) and
+    ``IGNORE_INDEX`` elsewhere (prompt, system, image and padding tokens). Sequences longer than
+    ``max_length`` are cut at the end; a cut through an image's tokens is a ``ValueError`` that
+    names ``--max-length``. Prompt-completion rows are rendered with ``masking.template``; rows
+    of a model prompted with bare text go through its processor's ``suffix`` (PaliGemma's own
+    prefix/suffix format: the suffix, with an EOS, is what is learned).
+    """
+    import copy
+
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
     class SkinVLCollator(DataCollatorForVisionLanguageModeling):
@@ -296,9 +405,25 @@ def vision_collator(processor: Any, chat_template: str, max_length: int | None =
                     "--max-length or move the image to the first turn"
                 ) from err
 
+        def _collate_prompt_completion(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+            if masking.template is not None:
+                return super()._collate_prompt_completion(examples)
+            return self.processor(
+                images=[example["images"] for example in examples],
+                text=[example["prompt"] for example in examples],
+                suffix=[example["completion"] for example in examples],
+                padding=True, truncation=self.max_length is not None, max_length=self.max_length,
+                return_tensors="pt",
+            )  # fmt: skip
+
+    if masking.kind == "completion_only" and masking.template is not None:
+        # TRL renders prompt-completion rows with the processor's own template: give it ours
+        processor = copy.copy(processor)
+        processor.chat_template = masking.template
     return SkinVLCollator(
         processor=processor,
         max_length=max_length,
-        assistant_only_loss=True,
-        chat_template=chat_template,
+        assistant_only_loss=masking.kind == "assistant_only",
+        completion_only_loss=masking.kind == "completion_only",
+        chat_template=masking.template if masking.kind == "assistant_only" else None,
     )

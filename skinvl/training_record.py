@@ -1,8 +1,10 @@
 """What a ``skinvl train`` run leaves beside its weights, and the merge.
 
 ``training_settings.json`` records the run as it was actually done: its own options, the base model
-(``--model`` as given, what kind it resolved to, the Hub revision), the library versions and the
-rows, steps and epochs actually run. It is written beside the adapter and beside the merged
+(``--model`` as given, what kind it resolved to, the Hub revision), the library versions, the
+rows, steps and epochs actually run, the loss masking used (``assistant_only`` or
+``completion_only``, and where the chat template came from) and how many rows showing a test
+image were left out per dataset. It is written beside the adapter and beside the merged
 weights, where ``skinvl push`` renders the model card from it. The adapter folder also gets a short
 README (base, data, settings, how to load and merge) instead of peft's blank template.
 """
@@ -46,6 +48,12 @@ def _without_local_roots(value: Any) -> Any:
     return value
 
 
+def _without_local_roots_in_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_without_local_roots(key): item for key, item in value.items()}
+    return value
+
+
 def training_settings(options: Any, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
     """The record of a finished run (JSON-ready): options, base model, versions, what was run.
 
@@ -65,6 +73,8 @@ def training_settings(options: Any, trainer: Any, metrics: dict[str, float]) -> 
         "base_model_revision": revision,
         "base_model_class": type(base).__name__,
         "train_rows": len(trainer.train_dataset),
+        # loss_masking, chat_template_source, test_image_rows_left_out (see skinvl.train)
+        **{key: _without_local_roots_in_keys(value) for key, value in trainer.run_facts.items()},
         "global_step": state.global_step,
         "epochs_run": round(float(state.epoch or 0.0), 4),
         "num_processes": args.world_size,
@@ -76,11 +86,19 @@ def training_settings(options: Any, trainer: Any, metrics: dict[str, float]) -> 
     }
 
 
-def _data_lines(options: dict[str, Any], rows: int) -> str:
+def _left_out(count: int | None) -> str:
+    if count is None:
+        return "; test images not checked: no `image_in_test` column"
+    return f"; {count} rows whose image is a test image left out"
+
+
+def _data_lines(options: dict[str, Any], rows: int, left_out: dict[str, int | None]) -> str:
     configs = options["configs"] or [None]
     configs = configs * len(options["data"]) if len(configs) == 1 else configs
+    kept = "; rows showing test images included (--include-test-images)"
     lines = [
-        f"- `{spec}` (config `{config or 'default'}`, split `{options['split']}`)"
+        f"- `{spec}` (config `{config or 'default'}`, split `{options['split']}`"
+        f"{_left_out(left_out[spec]) if spec in left_out else kept})"
         for spec, config in zip(options["data"], configs, strict=True)
     ]
     how = f"sampled in proportions {options['mix']}" if options["mix"] else "concatenated"
@@ -97,13 +115,14 @@ def adapter_card(settings: dict[str, Any]) -> str:
         library_name="peft", pipeline_tag="image-text-to-text", tags=["skinvl", "lora", "trl", "sft"],
         base_model=base if settings["base_model_kind"] == "hub" else None,
     )  # fmt: skip
-    template = f"--chat-template {o['chat_template']}" if o["chat_template"] else o["template"]
+    loss = ("on assistant tokens only" if settings["loss_masking"] == "assistant_only"
+            else "on completions only (one prompt-completion pair per assistant turn)")  # fmt: skip
     body = f"""
 # LoRA adapter for `{base}` ({settings["base_model_kind"]})
 
 Trained with `skinvl train` (TRL's SFTTrainer with a peft LoRA adapter) on:
 
-{_data_lines(o, settings["train_rows"])}
+{_data_lines(o, settings["train_rows"], settings["test_image_rows_left_out"])}
 
 ## Settings
 
@@ -114,7 +133,7 @@ Trained with `skinvl train` (TRL's SFTTrainer with a peft LoRA adapter) on:
 | vision tower | frozen |
 | optimizer | AdamW, learning rate {o["learning_rate"]}, weight decay {o["weight_decay"]}, {o["lr_scheduler"]} schedule, warmup ratio {o["warmup_ratio"]} |
 | run | {settings["global_step"]} steps, {settings["epochs_run"]} epochs, batch {settings["effective_batch_size"]} ({o["batch_size"]} per device x {settings["num_processes"]} processes x {o["grad_accum"]} accumulation) |
-| sequences | max length {o["max_length"]}, chat template `{template}`, loss on assistant tokens only |
+| sequences | max length {o["max_length"]}, chat template: {settings["chat_template_source"]}, loss {loss} (`{settings["loss_masking"]}`) |
 | precision | {"bf16" if settings["bf16"] else "fp32"}, gradient checkpointing {"on" if o["gradient_checkpointing"] else "off"} |
 | final training loss | {settings["train_loss"]} |
 

@@ -22,7 +22,7 @@ from skinvl.train import TrainOptions, language_model_lora_targets, lora_config,
 from skinvl.training_data import (
     IGNORE_INDEX,
     load_conversations,
-    training_chat_template,
+    loss_masking,
     vision_collator,
 )
 from skinvl.training_record import SETTINGS_FILE
@@ -115,7 +115,7 @@ def write_release(root: Path, answers: list[str] = ANSWERS) -> Path:
 
 def collator(processor, template: str = "vicuna_v1", max_length: int = 2048):
     """TRL's vision-language collator as `skinvl train` sets it up for ``template``."""
-    return vision_collator(processor, training_chat_template(processor, template), max_length)
+    return vision_collator(processor, loss_masking(processor, template), max_length)
 
 
 def apply_lora(model, *, r: int, alpha: int, dropout: float):
@@ -265,8 +265,8 @@ def test_template_without_markers_says_so_and_takes_a_template_file(tiny, tmp_pa
 
 
 def test_vqa_and_instruct_become_conversations(release):
-    vqa = load_conversations([str(release)], ["vqa"])
-    instruct = load_conversations([str(release)], ["instruct"])
+    vqa = load_conversations([str(release)], ["vqa"]).rows
+    instruct = load_conversations([str(release)], ["instruct"]).rows
     assert vqa.column_names == instruct.column_names == ["images", "messages"]
     assert len(vqa) == len(instruct) == 4
     row = vqa[1]
@@ -280,22 +280,22 @@ def test_vqa_and_instruct_become_conversations(release):
 
 def test_mix_concatenates_or_interleaves_with_proportions(release, tmp_path):
     other = write_release(tmp_path / "other", answers=[f"Answer {i}." for i in range(4)])
-    both = load_conversations([str(release), str(other)], ["vqa"])
+    both = load_conversations([str(release), str(other)], ["vqa"]).rows
     assert len(both) == 8
     ours = {f"Answer {i}." for i in range(4)}
 
     def from_other(rows) -> int:
         return sum(r["messages"][1]["content"][0]["text"] in ours for r in rows)
 
-    skewed = load_conversations([str(release), str(other)], ["vqa"], mix=[1, 9], seed=0)
+    skewed = load_conversations([str(release), str(other)], ["vqa"], mix=[1, 9], seed=0).rows
     assert len(skewed) >= 8 and from_other(skewed) > len(skewed) - from_other(skewed)
     first = load_conversations(
         [str(release), str(other)], ["vqa"], mix=[1, 9], seed=0, mix_stopping="first_exhausted"
-    )
+    ).rows
     assert len(first) <= 8 and from_other(first) == 4  # stopped when `other` ran out
     mixed = load_conversations(
         [str(release), str(other)], ["vqa", "instruct"], mix=[0.5, 0.5], seed=0
-    )
+    ).rows
     turns = {len(r["messages"]) for r in mixed}
     assert turns == {2, 4}  # vqa rows from one, multi-turn instruct rows from the other
     with pytest.raises(ValueError, match="one per --data"):
@@ -307,11 +307,11 @@ def test_mix_concatenates_or_interleaves_with_proportions(release, tmp_path):
 def test_save_to_disk_folder_and_plain_parquet_folder(release, tmp_path):
     ds = datasets.load_dataset(str(release), "vqa", split="train")
     ds.save_to_disk(str(tmp_path / "disk"))
-    assert len(load_conversations([str(tmp_path / "disk")], ["vqa"])) == 4
+    assert len(load_conversations([str(tmp_path / "disk")], ["vqa"]).rows) == 4
     plain = tmp_path / "plain"
     plain.mkdir()
     ds.to_parquet(str(plain / "train.parquet"))
-    assert len(load_conversations([str(plain)], ["vqa"])) == 4  # no configs: columns decide
+    assert len(load_conversations([str(plain)], ["vqa"]).rows) == 4  # no configs: columns decide
 
 
 def test_bad_rows_are_reported_with_their_index(tmp_path):
@@ -399,7 +399,7 @@ def test_paper_recipe_defaults_and_projector_param_group(release, tmp_path):
     trainer = skinvl_train.trainer_class()(
         model=model,
         args=args,
-        train_dataset=load_conversations([str(release)], ["vqa"]),
+        train_dataset=load_conversations([str(release)], ["vqa"]).rows,
         data_collator=collator(processor),
         processing_class=processor,
         peft_config=lora_config(model, r=8, alpha=16, dropout=0.0),
@@ -462,7 +462,7 @@ def test_merged_logits_equal_peft_logits_and_merged_folder_generates(trained, re
     base, processor = skinvl.load("skinvl-tiny")
     base_projector = base.model.multi_modal_projector.linear_1.weight.detach().clone()
     peft_model = PeftModel.from_pretrained(base, str(result.adapter_dir)).eval()
-    batch = collator(processor)(list(load_conversations([str(release)], ["vqa"])))
+    batch = collator(processor)(list(load_conversations([str(release)], ["vqa"]).rows))
     batch.pop("labels")
     with torch.no_grad():
         lora_logits = peft_model(**batch).logits
@@ -634,8 +634,8 @@ def test_the_built_sample_release_feeds_training(tmp_path):
     mm_skin_dataset.build(sample, folder)
     _, processor = skinvl.load("skinvl-tiny")
     collate = collator(processor)
-    vqa = load_conversations([str(folder)], ["vqa"])
-    instruct = load_conversations([str(folder)], ["instruct"])
+    vqa = load_conversations([str(folder)], ["vqa"]).rows
+    instruct = load_conversations([str(folder)], ["instruct"]).rows
     reference = datasets.load_dataset(str(folder), "vqa", split="train")
     assert len(vqa) == len(reference) and len(instruct) > 0
     for rows in (vqa.select(range(2)), instruct.select(range(2))):
