@@ -57,11 +57,11 @@ def make_dataset(folder: Path, rows: int, words: int) -> None:
 def sequence_length(data: str) -> int:
     """Tokens in the first training sequence (image tokens included), as the collator builds it."""
     import skinvl
-    from skinvl.training_data import load_conversations, training_chat_template, vision_collator
+    from skinvl.training_data import load_conversations, loss_masking, vision_collator
 
     _, processor = skinvl.load("skinvl-tiny")
-    rows = load_conversations([data], ["vqa"])
-    collate = vision_collator(processor, training_chat_template(processor, "vicuna_v1"))
+    rows = load_conversations([data], ["vqa"]).rows
+    collate = vision_collator(processor, loss_masking(processor, "vicuna_v1"))
     return int(collate([rows[0]])["input_ids"].shape[1])
 
 

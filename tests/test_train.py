@@ -222,10 +222,10 @@ def test_truncation_keeps_images_and_rejects_cut_images(tiny):
         collator(processor, "vicuna_v1", first_image + 1)([example])
 
 
-def test_template_without_generation_markers_is_refused(tiny):
+def test_unknown_template_name_is_refused(tiny):
     _, processor = tiny
     with pytest.raises(ValueError, match="no chat template 'chatml'"):
-        training_chat_template(processor, "chatml")
+        loss_masking(processor, "chatml")
 
 
 def test_training_sequences_start_with_bos_as_inference_does(tiny):
@@ -241,24 +241,35 @@ def test_training_sequences_start_with_bos_as_inference_does(tiny):
     assert ids[: len(inference)] == list(inference)
 
 
-def test_template_without_markers_says_so_and_takes_a_template_file(tiny, tmp_path):
+def test_template_without_markers_trains_completions_and_a_marked_file_restores_turns(tiny, tmp_path):
+    """Without {% generation %} markers each assistant turn becomes a prompt-completion pair that
+    learns the same answer tokens; a marked --chat-template file brings back assistant_only."""
     import copy
+
+    from skinvl.training_data import to_prompt_completion
 
     _, processor = tiny
     plain = copy.deepcopy(processor)
     unmarked = processor.chat_template["vicuna_v1"].replace("{% generation %}", "")
     plain.chat_template = unmarked.replace("{% endgeneration %}", "")
-    with pytest.raises(ValueError, match=r"template 'vicuna_v1' has no \{% generation %\} markers.*--chat-template FILE"):
-        training_chat_template(plain, "vicuna_v1")
+    masking = loss_masking(plain, "vicuna_v1")
+    assert (masking.kind, masking.source) == ("completion_only", "the model's chat template")
+    single = _conversation(_images()[0])
+    single["messages"] = single["messages"][:2]
+    want = collator(processor)([single])
+    pairs = to_prompt_completion(datasets.Dataset.from_list([single]))
+    got = vision_collator(plain, masking)(list(pairs))
+    assert torch.equal(got["input_ids"], want["input_ids"])
+    assert torch.equal(got["labels"], want["labels"])
     (tmp_path / "plain.jinja").write_text(plain.chat_template)
-    with pytest.raises(ValueError, match="plain.jinja has no"):
-        training_chat_template(plain, file=str(tmp_path / "plain.jinja"))
+    from_file = loss_masking(plain, file=str(tmp_path / "plain.jinja"))
+    assert (from_file.kind, from_file.source) == ("completion_only", "--chat-template plain.jinja")
     marked = tmp_path / "marked.jinja"
     marked.write_text(processor.chat_template["vicuna_v1"])
-    template = training_chat_template(plain, file=str(marked))
-    want = collator(processor)([_conversation(_images()[0])])
-    got = vision_collator(plain, template)([_conversation(_images()[0])])
-    assert torch.equal(got["labels"], want["labels"])
+    masking = loss_masking(plain, file=str(marked))
+    assert masking.kind == "assistant_only"
+    got = vision_collator(plain, masking)([_conversation(_images()[0])])
+    assert torch.equal(got["labels"], collator(processor)([_conversation(_images()[0])])["labels"])
 
 
 # ------------------------------------------------------------------ data
@@ -623,20 +634,14 @@ def test_shipped_accelerate_configs_parse(name, distributed_type):
         assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
 
 
-def test_the_built_sample_release_feeds_training(tmp_path):
-    """The DATASET engineer's sample, built with `mm-skin build`, in both training schemas."""
-    sample = Path(__file__).resolve().parents[1] / "examples" / "mm-skin-sample"
-    if not sample.is_dir():
-        pytest.skip("examples/mm-skin-sample is absent")
-    import mm_skin_dataset
-
-    folder = tmp_path / "mm-skin"
-    mm_skin_dataset.build(sample, folder)
+def test_the_built_sample_release_feeds_training(vqa_folder):
+    """The sample release, built with `mm-skin build`, in both training schemas."""
     _, processor = skinvl.load("skinvl-tiny")
     collate = collator(processor)
-    vqa = load_conversations([str(folder)], ["vqa"]).rows
-    instruct = load_conversations([str(folder)], ["instruct"]).rows
-    reference = datasets.load_dataset(str(folder), "vqa", split="train")
+    vqa = load_conversations([str(vqa_folder)], ["vqa"]).rows
+    instruct = load_conversations([str(vqa_folder)], ["instruct"]).rows
+    reference = datasets.load_dataset(str(vqa_folder), "vqa", split="train")
+    reference = reference.filter(lambda row: not row["image_in_test"])
     assert len(vqa) == len(reference) and len(instruct) > 0
     for rows in (vqa.select(range(2)), instruct.select(range(2))):
         batch = collate(list(rows))
