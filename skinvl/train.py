@@ -1,8 +1,7 @@
 """``skinvl train``: the SkinVL LoRA recipe (MM-Skin paper) on TRL's ``SFTTrainer`` + peft.
 
 TRL does the training: ``SFTTrainer`` with peft's ``LoraConfig`` and TRL's vision-language collator
-(``DataCollatorForVisionLanguageModeling(..., assistant_only_loss=True)``), whose loss counts the
-assistant's tokens only (the chat template's ``{% generation %}`` spans), in every turn. What is
+(``DataCollatorForVisionLanguageModeling``), whose loss counts the answers only. What is
 SkinVL's own is here: the paper's defaults (LoRA r=128, alpha=64, dropout 0.05 on every linear
 layer of the language model; the multimodal projector trained fully at its own learning rate,
 2e-5; the vision tower frozen; lr 5e-5, weight decay 0.01, 1 epoch, cosine, warmup ratio 0.02,
@@ -10,9 +9,23 @@ batch 16 per device, bf16 where the hardware has it, gradient checkpointing, max
 template vicuna_v1), the projector's optimizer group, the merge, and the record of the run
 (``training_settings.json`` and a model card beside the adapter and the merged weights).
 
-Any ``AutoModelForImageTextToText`` whose chat template marks assistant turns with
-``{% generation %}`` trains the same way; for one whose template lacks the markers, pass
-``--chat-template FILE`` (a .jinja file with them).
+Any ``AutoModelForImageTextToText`` trains the same way, with no template edit: SkinVL, LLaVA,
+Gemma 3, PaliGemma and Idefics3 / SmolVLM are tested. Which modules are the language model, the
+projector and the vision tower comes from the family table (``skinvl.inference.families``). The
+loss masking follows the chat template (``--chat-template FILE`` replaces the model's):
+
+* ``assistant_only``: the template marks assistant turns with ``{% generation %}`` (SkinVL's do,
+  and TRL supplies marked versions of the templates it knows); every assistant turn is learned.
+* ``completion_only``: no markers, so each assistant turn becomes a prompt-completion pair
+  (prompt: every message before it, with the images shown so far) and TRL's completion-only
+  loss learns the answer and its end-of-turn. A model prompted with bare text and no template
+  (PaliGemma) trains on its processor's prefix/suffix format.
+
+``training_settings.json`` records which masking ran and where the template came from.
+
+Training on the ``vqa`` config leaves out the rows whose image is also a test image (the
+``image_in_test`` column), prints how many per dataset and records it in
+``training_settings.json`` and the adapter's card; ``--include-test-images`` keeps them.
 
 Distribution is accelerate's job: the same command runs under ``accelerate launch`` with the
 configs shipped in ``skinvl/accelerate_configs/`` (DDP, DeepSpeed ZeRO-3, FSDP)::
@@ -471,14 +484,19 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` sub-command, derived from :class:`TrainOptions`."""
     parser = add_command(
         subparsers, "train", TrainOptions, run_cli,
-        help="LoRA fine-tune SkinVL (the MM-Skin paper's recipe) on MM-Skin-format data",
+        help="LoRA fine-tune SkinVL or any image-text-to-text model (the MM-Skin paper's recipe) "
+        "on MM-Skin-format data",
         description=(
             "LoRA fine-tune with TRL's SFTTrainer and peft. Defaults are the paper's recipe "
             "(LoRA r=128/alpha=64/dropout 0.05 on the language model's linear layers, projector "
             "trained fully at 2e-5, vision tower frozen, lr 5e-5, cosine, warmup 0.02, 1 epoch, "
-            "batch 16, bf16 where supported, gradient checkpointing, max length 2048). Loss on "
-            "assistant tokens only. Runs as is on one device, or under `accelerate launch` with "
-            "--config_file from --print-accelerate-config {ddp,deepspeed_zero3,fsdp}."
+            "batch 16, bf16 where supported, gradient checkpointing, max length 2048). Any "
+            "AutoModelForImageTextToText trains (SkinVL, LLaVA, Gemma 3, PaliGemma, Idefics3 / "
+            "SmolVLM tested). Loss on the answers only: assistant turns where the chat template "
+            "has {% generation %} markers, else one prompt-completion pair per assistant turn. "
+            "vqa rows whose image is a test image are left out unless --include-test-images. "
+            "Runs as is on one device, or under `accelerate launch` with --config_file from "
+            "--print-accelerate-config {ddp,deepspeed_zero3,fsdp}."
         ),
     )  # fmt: skip
     parser.add_argument(

@@ -581,6 +581,12 @@ def test_cli_help_and_accelerate_config_path(capsys):
     for default in ("LoRA rank (default: 128)", "(default: 5e-05)", "(default: 2e-05)",
                     "(default: vicuna_v1)", "(default: 2048)", "(default: cosine)"):
         assert default in text, default  # fmt: skip
+    # what tests/test_train_families.py checks run by run
+    for claim in ("Any AutoModelForImageTextToText trains (SkinVL, LLaVA, Gemma 3, PaliGemma, Idefics3 / SmolVLM",
+                  "else one prompt-completion pair per assistant turn",
+                  "vqa rows whose image is a test image are left out unless --include-test-images",
+                  "--include-test-images also train on rows whose image is a test image"):
+        assert claim in text.replace("- ", "-"), claim  # argparse wraps at hyphens  # fmt: skip
 
 
 def test_cli_bad_data_is_one_line_and_exit_code_2(tmp_path, capsys):

@@ -199,3 +199,19 @@ def test_a_model_without_any_chat_template_or_bare_prompt_is_refused(family_mode
     with pytest.raises(ValueError, match="no chat template"):
         loss_masking(processor)  # not prompted bare: nothing renders its rows
 
+
+
+def test_a_released_template_trl_knows_is_swapped_for_its_marked_version(family_models, tmp_path):
+    """Gemma 3's released chat template (as TRL ships it) has no markers; TRL's training version
+    of it has, so the run is assistant_only and learns both answers of a two-turn row."""
+    from importlib.resources import files
+
+    _, processor = skinvl.load(family_models["gemma3"])
+    processor.chat_template = (files("trl") / "chat_templates" / "gemma3.jinja").read_text()
+    masking = loss_masking(processor)
+    assert masking.kind == "assistant_only"
+    assert masking.source == "TRL's training version of the model's chat template"
+    row = load_conversations([str(write_release(tmp_path / "data"))], ["instruct"]).rows[0]
+    batch = vision_collator(processor, masking, max_length=512)([row])
+    answers = [m["content"][0]["text"] for m in row["messages"] if m["role"] == "assistant"]
+    assert _learned(processor, batch, 0).replace(" ", "") == "".join(a + "<end_of_turn>\n" for a in answers).replace(" ", "")
