@@ -391,6 +391,7 @@ def build_trainer(options: TrainOptions, callbacks: Sequence[Any] = ()) -> Any:
         ),
         projector_lr=options.projector_lr,
         run_facts={
+            "train_rows": len(data.rows),
             "loss_masking": masking.kind,
             "chat_template_source": masking.source,
             "test_image_rows_left_out": data.test_image_rows_left_out,

@@ -72,9 +72,10 @@ def training_settings(options: Any, trainer: Any, metrics: dict[str, float]) -> 
         "base_model_kind": kind,
         "base_model_revision": revision,
         "base_model_class": type(base).__name__,
-        "train_rows": len(trainer.train_dataset),
-        # loss_masking, chat_template_source, test_image_rows_left_out (see skinvl.train)
+        # train_rows (conversations, after the test-image filter), loss_masking,
+        # chat_template_source, test_image_rows_left_out: see skinvl.train.build_trainer
         **{key: _without_local_roots_in_keys(value) for key, value in trainer.run_facts.items()},
+        "train_examples": len(trainer.train_dataset),  # one per assistant turn if completion_only
         "global_step": state.global_step,
         "epochs_run": round(float(state.epoch or 0.0), 4),
         "num_processes": args.world_size,
@@ -105,6 +106,12 @@ def _data_lines(options: dict[str, Any], rows: int, left_out: dict[str, int | No
     return "\n".join(lines) + f"\n\n{rows} training rows ({how})."
 
 
+def _examples(settings: dict[str, Any]) -> str:
+    if settings["train_examples"] == settings["train_rows"]:
+        return ""
+    return f" They make {settings['train_examples']} prompt-completion examples, one per assistant turn."
+
+
 def adapter_card(settings: dict[str, Any]) -> str:
     """The adapter folder's README.md: what base, what data, what settings, how to load and merge."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -122,7 +129,7 @@ def adapter_card(settings: dict[str, Any]) -> str:
 
 Trained with `skinvl train` (TRL's SFTTrainer with a peft LoRA adapter) on:
 
-{_data_lines(o, settings["train_rows"], settings["test_image_rows_left_out"])}
+{_data_lines(o, settings["train_rows"], settings["test_image_rows_left_out"])}{_examples(settings)}
 
 ## Settings
 

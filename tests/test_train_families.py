@@ -85,7 +85,8 @@ def test_each_answer_is_learned_once_with_the_right_masking(family_models, name,
 
 @pytest.fixture(scope="module")
 def runs(family_models, vqa_folder, tmp_path_factory):
-    """One two-step training run with --merge per family; records the optimizer's groups."""
+    """One two-step training run with --merge per family, on the sample's vqa rows plus two-turn
+    instruct rows (which have no image_in_test column); records the optimizer's groups."""
     from transformers import TrainerCallback
 
     class Groups(TrainerCallback):
@@ -93,10 +94,12 @@ def runs(family_models, vqa_folder, tmp_path_factory):
             names = {id(p): n for n, p in model.named_parameters()}
             self.lrs = {names[id(p)]: g["lr"] for g in optimizer.param_groups for p in g["params"]}
 
+    instruct = write_release(tmp_path_factory.mktemp("instruct") / "two-turns")
     results = {}
     for name, model in family_models.items():
         out = tmp_path_factory.mktemp(name) / "lora"
-        options = TrainOptions(model=model, data=[str(vqa_folder)], configs=["vqa"], output=str(out),
+        options = TrainOptions(model=model, data=[str(vqa_folder), str(instruct)], configs=["vqa", "instruct"],
+                               output=str(out),
                                batch_size=2, max_steps=2, max_length=256, lora_r=4, lora_alpha=8,
                                learning_rate=1e-2, projector_lr=5e-3, warmup_ratio=0.0, logging_steps=1,
                                save_steps=100, report_to="none", merge=True)  # fmt: skip
@@ -123,8 +126,12 @@ def test_family_trains_merges_and_answers(runs, family_models, vqa_folder, name)
     train_rows = datasets.load_dataset(str(vqa_folder), "vqa", split="train")
     test_ids = set(datasets.load_dataset(str(vqa_folder), "vqa", split="test")["image_id"])
     shown = sum(i in test_ids for i in train_rows["image_id"])
-    assert shown == 10 and settings["test_image_rows_left_out"] == {vqa_folder.name: shown}
-    assert settings["train_rows"] == len(train_rows) - shown
+    assert shown == 10 and settings["test_image_rows_left_out"] == {vqa_folder.name: shown, "two-turns": None}
+    assert settings["train_rows"] == len(train_rows) - shown + 4
+    # completion_only: one example per assistant turn (the 4 instruct rows have two each)
+    assert settings["train_examples"] == settings["train_rows"] + (4 if EXPECTED[name][0] == "completion_only" else 0)
+    card = (result.adapter_dir / "README.md").read_text()
+    assert ("They make 46 prompt-completion examples" in card) == (EXPECTED[name][0] == "completion_only")
 
     base, _ = skinvl.load(family_models[name])
     family = family_of(base)
@@ -171,6 +178,7 @@ def test_left_out_rows_are_carded_and_can_be_kept(runs, vqa_folder):
     _, result, _ = runs["skinvl"]
     card = (result.adapter_dir / "README.md").read_text()
     assert f"`{vqa_folder.name}` (config `vqa`, split `train`; 10 rows whose image is a test image left out)" in card
+    assert "`two-turns` (config `instruct`, split `train`; test images not checked: no `image_in_test` column)" in card
     assert "loss on assistant tokens only (`assistant_only`)" in card
     settings = json.loads((result.adapter_dir / SETTINGS_FILE).read_text())
     kept = load_conversations([str(vqa_folder)], ["vqa"], include_test_images=True)
