@@ -4,8 +4,10 @@ A split is loaded from a Hub id, a data folder (``mm-skin build`` output, or pla
 ``save_to_disk`` folder; its rows, in the ``vqa`` schema (image, question, answer) or the
 ``instruct`` schema (images, messages), become ``images`` + ``messages`` rows: the conversational
 vision format that TRL's ``SFTTrainer`` and ``processor.apply_chat_template`` take. Every row is
-validated; a bad one raises ``ValueError`` naming the dataset and the row. Batches are TRL's
-vision-language collator's, under the chat template chosen for training.
+validated; a bad one raises ``ValueError`` naming the dataset and the row. Rows whose image is
+also a test image (``image_in_test``) are left out unless asked for, and counted. Batches are
+TRL's vision-language collator's, under the loss masking chosen for the model's chat template:
+assistant turns where it has ``{% generation %}`` markers, else prompt-completion pairs.
 """
 
 from __future__ import annotations
