@@ -387,3 +387,35 @@ def _audit_into_card(tmp: Path, context: dict[str, Any], *, name: str, out: Path
                            "choose a writable folder") from None
     (tmp / "README.md").write_text(render_dataset_card(context, found["summary"]), encoding="utf-8")
     return found
+
+
+@contextlib.contextmanager
+def guarded_output(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None], *,
+                   overwrite: bool, force: bool) -> Iterator[Path]:
+    """A temporary folder beside ``out`` that replaces ``out`` when the block ends without error.
+
+    The same rules as :func:`build` for any other builder of a folder: ``out`` may not overlap
+    ``inputs`` (the first is the source folder), an existing ``out`` is replaced only with
+    ``overwrite`` (and only an earlier build unless ``force``), SIGTERM and errors remove the
+    temporary folder, and write errors become one-line :class:`ReleaseError`. The block must
+    write a build report (:data:`REPORT_FILE`) so that a later ``--overwrite`` recognises it.
+    """
+    out_path = _out_path(out)
+    _refuse_overlap(out_path, list(inputs))
+    if os.path.lexists(out_path):
+        _check_replaceable(out_path, overwrite=overwrite, force=force)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReleaseError(f"--out {out}: cannot create it ({e.strerror or e}); choose a folder you can write to") from None
+    tmp = out_path.parent / f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    with _terminate_cleanly():
+        try:
+            tmp.mkdir()
+            yield tmp
+            _move_into_place(tmp, out_path, overwrite=overwrite, force=force)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise _write_error(e, out_path) from None
+            raise

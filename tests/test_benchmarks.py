@@ -1,0 +1,174 @@
+"""``mm-skin benchmark build`` on stand-ins of each publisher's layout (tiny generated images)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import benchmark_layouts as layouts
+import datasets
+import pytest
+
+import mm_skin_dataset
+from mm_skin.benchmarks.write import build_benchmark
+from mm_skin.report import ReleaseError
+
+
+def _load(folder: Path, config: str | None = None) -> datasets.DatasetDict:
+    return datasets.load_dataset(str(folder), config, cache_dir=str(folder.parent / "cache"))
+
+
+def test_ham10000_default_config_loads_with_lesions_kept_together(tmp_path):
+    source = layouts.ham10000(tmp_path / "ham", n=40)
+    result = build_benchmark("ham10000", source, tmp_path / "out", seed=3, test_fraction=0.3)
+    ds = _load(tmp_path / "out")
+    assert set(ds) <= {"train", "validation", "test"} and "test" in ds
+    row = ds["train"][0]
+    assert ds["train"].features["label"].names[0] == "Actinic Keratoses"
+    assert row["image"].size == (16, 16) and row["sex"] in ("male", "female") and row["site"] == "back"
+    assert row["source"] == "vidir_modern"
+    sides = {}
+    for split, part in ds.items():
+        for lesion in part["lesion_id"]:
+            sides.setdefault(lesion, set()).add(split)
+    assert all(len(s) == 1 for s in sides.values())
+    assert sum(len(part) for part in ds.values()) == 40
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert report["split"]["rows"] == {k: len(v) for k, v in ds.items()}
+    assert len(report["split"]["moved_rows"]) == len(result.split.moved)
+    # the original bytes are stored
+    raw = ds["train"].cast_column("image", datasets.Image(decode=False))[0]["image"]["bytes"]
+    assert raw == next(source.rglob(f"{row['image_id']}.jpg")).read_bytes()
+
+
+def test_seed_changes_split_and_same_seed_repeats(tmp_path):
+    source = layouts.ham10000(tmp_path / "ham", n=40)
+    a = build_benchmark("ham10000", source, tmp_path / "a", seed=1).split.splits
+    b = build_benchmark("ham10000", source, tmp_path / "b", seed=1).split.splits
+    c = build_benchmark("ham10000", source, tmp_path / "c", seed=2).split.splits
+    ids = lambda s: {k: [r.image_id for r in v] for k, v in s.items()}  # noqa: E731
+    assert ids(a) == ids(b) and ids(a) != ids(c)
+
+
+def test_ddi_skin_type_groups_and_configs(tmp_path):
+    build_benchmark("ddi", layouts.ddi(tmp_path / "ddi"), tmp_path / "out")
+    ds = _load(tmp_path / "out")
+    rows = [r for part in ds.values() for r in part]
+    assert {r["skin_type"] for r in rows} == {"I-II", "III-IV", "V-VI"}
+    assert ds["train"].features["label"].names == ["benign", "malignant"]
+    disease = _load(tmp_path / "out", "disease")
+    assert disease["train"].features["label"].names == ["melanoma-in-situ", "seborrheic-keratosis"]
+
+
+def test_fitzpatrick17k_unknown_skin_type_is_null_and_three_configs(tmp_path):
+    build_benchmark("fitzpatrick17k", layouts.fitzpatrick17k(tmp_path / "f"), tmp_path / "out")
+    ds = _load(tmp_path / "out")
+    types = [r["skin_type"] for part in ds.values() for r in part]
+    assert None in types and set(types) - {None} <= {"I", "II", "III", "IV", "V", "VI"}
+    assert ds["train"].features["label"].names == ["benign", "malignant", "non-neoplastic"]
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "cc-by-nc-sa-3.0" in readme and "private or gated" in readme
+    for config in ("nine_partition", "disease"):
+        assert _load(tmp_path / "out", config)
+
+
+def test_pad_ufes_20_patients_on_one_side(tmp_path):
+    build_benchmark("pad-ufes-20", layouts.pad_ufes_20(tmp_path / "p", n=30), tmp_path / "out", seed=5,
+                    test_fraction=0.4)
+    ds = _load(tmp_path / "out")
+    sides = {}
+    for split, part in ds.items():
+        for patient in part["patient_id"]:
+            sides.setdefault(patient, set()).add(split)
+    assert all(len(s) == 1 for s in sides.values())
+    assert "Seborrheic Keratosis" in ds["train"].features["label"].names
+    assert {r["sex"] for part in ds.values() for r in part} == {"male", "female"}
+
+
+def test_dermnet_folders_are_the_split(tmp_path):
+    build_benchmark("dermnet", layouts.dermnet(tmp_path / "d"), tmp_path / "out")
+    ds = _load(tmp_path / "out")
+    assert {k: len(v) for k, v in ds.items()} == {"train": 8, "test": 4}
+    assert ds["test"].features["label"].names == ["Acne and Rosacea Photos", "Eczema Photos"]
+
+
+def test_isic2019_unk_rows_listed(tmp_path):
+    source = layouts.isic2019(tmp_path / "i", n=18)  # k % 8 never marks UNK: add one UNK row by hand
+    truth = source / "ISIC_2019_Training_GroundTruth.csv"
+    truth.write_text(truth.read_text() + "ISIC_9999999,0,0,0,0,0,0,0,0,1.0\n")
+    build_benchmark("isic2019", source, tmp_path / "out")
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert [s["reason"] for s in report["skipped"]] == ["no class marked 1.0 (UNK or blank)"]
+    assert report["files"]["ISIC_2019_Training_GroundTruth.csv"]["rows_read"] == 19
+
+
+def test_test_file_maps_spellings_and_lists_unmapped_and_conflicts(tmp_path):
+    source = layouts.ddi(tmp_path / "ddi")
+    test_file = layouts.authors_test_file(tmp_path / "DDI_2class_test.csv", [
+        ("DDI/000001.png", "Malignant"), ("DDI/000002.png", "Non-Malignant"), ("DDI/000003.png", "Cancer"),
+        ("DDI/000002.png", "Malignant"), ("DDI/000404.png", "Malignant")])
+    result = build_benchmark("ddi", source, tmp_path / "out", test_file=str(test_file))
+    ds = _load(tmp_path / "out")
+    names = ds["test"].features["label"].names
+    assert [(r["image_id"], names[r["label"]]) for r in ds["test"]] == [("000001", "malignant"), ("000002", "benign")]
+    reasons = {s["row"]: s["reason"] for s in result.report.as_dict()["skipped"]}
+    assert "label not mapped" in reasons[4]
+    assert "label conflict" in reasons[5]
+    assert reasons[6] == "image file not found under SOURCE"
+    assert len(ds["train"]) == 12 - 2
+
+
+def test_authors_only_benchmark_needs_test_file_and_finds_images(tmp_path):
+    images = tmp_path / "hiba"
+    (images / "HIBA").mkdir(parents=True)
+    for i in range(4):
+        (images / "HIBA" / f"ISIC_{i:07d}.jpg").write_bytes(layouts.image_bytes(i))
+    with pytest.raises(ReleaseError, match="pass --test-file"):
+        build_benchmark("hiba", images, tmp_path / "out")
+    test_file = layouts.authors_test_file(tmp_path / "HIBA_2class_test.csv", [
+        (f"HIBA/ISIC_{i:07d}.jpg", "Malignant" if i % 2 else "Benign") for i in range(4)] + [("../../etc/passwd", "Benign")])
+    result = build_benchmark("hiba", images, tmp_path / "out", test_file=str(test_file))
+    assert result.counts == {"label": {"test": 4}}
+    assert [s["row"] for s in result.report.as_dict()["skipped"]] == [6]
+
+
+def test_real_authors_ham10000_file_maps_every_label(tmp_path, shared_dir):
+    real = shared_dir / "mmskin-release" / "Dataframe" / "test" / "classification" / "HAM10000_test.csv"
+    if not real.is_file():
+        pytest.skip(f"{real} is absent")
+    source = layouts.ham10000(tmp_path / "ham", n=14)
+    # two of the authors' test images, present as files (the ISIC 2018 Task 3 test images)
+    folder = source / "ISIC2018_Task3_Test_Images"
+    folder.mkdir()
+    for i, image_id in enumerate(("ISIC_0034524", "ISIC_0034525")):
+        (folder / f"{image_id}.jpg").write_bytes(layouts.image_bytes(900 + i))
+    result = build_benchmark("ham10000", source, tmp_path / "out", test_file=str(real))
+    skipped = result.report.as_dict()["skipped"]
+    assert result.counts["dx"]["test"] == 2
+    assert all(s["reason"] == "image file not found under SOURCE" for s in skipped)  # every label was mapped
+    assert len(skipped) == 1511 - 2
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    source = tmp_path / "ham"
+    source.mkdir()
+    code = mm_skin_dataset.main(["benchmark", "build", "ham10000", str(source), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "HAM10000_metadata.csv: not found" in err
+
+
+def test_cli_builds_and_refuses_to_overwrite(tmp_path, capsys):
+    source = layouts.ddi(tmp_path / "ddi")
+    argv = ["benchmark", "build", "ddi", str(source), "--out", str(tmp_path / "out")]
+    assert mm_skin_dataset.main(argv) == 0
+    assert mm_skin_dataset.main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert mm_skin_dataset.main([*argv, "--overwrite"]) == 0
+
+
+def test_dataset_side_imports_no_torch():
+    import subprocess
+
+    code = "import sys, mm_skin.benchmarks.write; print('torch' in sys.modules or 'skinvl' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
