@@ -148,6 +148,7 @@ class Collected:
     texts: dict[str, TextIndex]
     qa: list[QARecord]
     rows: dict[str, int]  # "config/split" -> rows read
+    labels: dict[str, set[tuple[str, str]]] = dataclasses.field(default_factory=dict)  # key -> {(config, class)}
 
 
 def image_key(row: SourceRow, image_id: str) -> str:
@@ -166,6 +167,7 @@ def collect(rows: Iterable[SourceRow], num_proc: int = 1, total: int | None = No
     images = ImageIndex(num_proc)
     texts = {name: TextIndex(name) for name in TEXT_FIELDS}
     qa: list[QARecord] = []
+    labels: dict[str, set[tuple[str, str]]] = defaultdict(set)
     counts: dict[str, int] = defaultdict(int)
     bar = tqdm(total=total, desc="audit: reading and hashing", unit="row", disable=not progress,
                file=sys.stderr)
@@ -182,13 +184,15 @@ def collect(rows: Iterable[SourceRow], num_proc: int = 1, total: int | None = No
                 both = texts["qa"].add(f"{question} | {answer}", where)
                 first = image_key(row, row.image_ids[0]) if row.image_ids else ""
                 qa.append(QARecord(row.split, first, normalise_text(question), both))
+            if row.label is not None and row.image_ids:
+                labels[image_key(row, row.image_ids[0])].add((row.config, row.label))
             for caption in row.captions:
                 texts["caption"].add(caption, where)
             bar.update()
     finally:
         images.finish()
         bar.close()
-    return Collected(images, texts, qa, dict(counts))
+    return Collected(images, texts, qa, dict(counts), dict(labels))
 
 
 def _groups(images: ImageIndex) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -213,8 +217,7 @@ def find_clusters(images: ImageIndex, threshold: int = image_hashes.NEAR_THRESHO
 def pair_json(images: ImageIndex, pair: ImagePair) -> dict[str, Any]:
     """One pair as audit.json writes it: both image ids, where each is, kind, match, distance."""
     def side(key: str) -> dict[str, Any]:
-        image_id = key.split("/", 1)[1] if _is_against(key) else key
-        return {"image_id": image_id, "in": sorted(images.where[key])}
+        return {"image_id": _shown_id(key), "in": sorted(images.where[key])}
 
     return {"kind": pair.kind, "match": pair.match, "distance": pair.distance,
             "a": side(pair.a), "b": side(pair.b)}
@@ -288,7 +291,9 @@ def against_summary(collected: Collected, clusters: Clusters, folder: sources.Ag
         has_exact = [key for key in keys if exact.get(clusters.exact.root(key))]
         twin_in[split] = {"exact": len(has_exact),
                           "near": sum(bool(near.get(clusters.near.root(key))) for key in keys) - len(has_exact)}
-    return {"folder": str(folder.root), "images": len(folder.files), "skipped": folder.skipped,
+    dataset_ids = {key for key in where if not _is_against(key)}
+    same_id = sum(_shown_id(key) in dataset_ids for key in keys)
+    return {"folder": str(folder.root), "images": folder.images, "same_image_id": same_id, "skipped": folder.skipped,
             "twin_in_split": twin_in}
 
 
@@ -343,7 +348,7 @@ def audit(dataset: str | os.PathLike[str], against: Iterable[str | os.PathLike[s
             yield from sources.iter_against(folder)
 
     if total is not None:
-        total += sum(len(folder.files) for folder in folders)
+        total += sum(folder.images for folder in folders)
     collected = collect(all_rows(), num_proc, total, progress)
     clusters = find_clusters(collected.images)
     pairs = clusters.pairs()
@@ -366,12 +371,52 @@ def audit(dataset: str | os.PathLike[str], against: Iterable[str | os.PathLike[s
         "image_clusters": cluster_json(collected.images, clusters),
         "image_pairs": [pair_json(collected.images, pair) for pair in pairs],
         "texts": texts,
+        "label_conflicts": label_conflicts(collected, clusters),
         "errors": _errors(collected.images),
         "conflicts": collected.images.conflicts,
     }
     write_outputs(Path(out), report, lambda keys: fetch_images(all_rows(), keys),
                   [(pair.a, pair.b, pair.distance) for pair in pairs if pair.kind == "near"])
     return report
+
+
+def _shown_id(key: str) -> str:
+    """An image key as audit.json shows it (an --against image without its ``against:NAME/``)."""
+    return key.split("/", 1)[1] if _is_against(key) else key
+
+
+def _label_key(label: str) -> str:
+    """A class name as compared across datasets: letters and digits, lower case, no plural 's'
+    (HAM10000's "Actinic Keratoses" is ISIC 2019's "Actinic Keratosis")."""
+    key = "".join(ch for ch in label.lower() if ch.isalnum())
+    return key[:-1] if key.endswith("s") else key
+
+
+def label_conflicts(collected: Collected, clusters: Clusters) -> list[dict[str, Any]]:
+    """Images (one id, or exact twins by bytes or pixels) labelled with two different classes.
+
+    ``within`` a config (one image under two labels of one label set), or ``across`` an
+    ``--against`` folder and the dataset (spellings compared by :func:`_label_key`; label sets
+    that name other things, e.g. DDI's malignancy vs a diagnosis, differ by design: judge them).
+    """
+    groups: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for key, labels in collected.labels.items():
+        for config, label in labels:
+            groups[clusters.exact.root(key)].append((key, config, label))
+    found = []
+    for members in groups.values():
+        by_config: dict[str, set[str]] = defaultdict(set)
+        for _, config, label in members:
+            by_config[config].add(label)
+        within = sorted(c for c, labels in by_config.items() if len(labels) > 1)
+        against = {_label_key(lb) for c, labels in by_config.items() if _is_against(c) for lb in labels}
+        ours = {_label_key(lb) for c, labels in by_config.items() if not _is_against(c) for lb in labels}
+        across = bool(against and ours and not against & ours)
+        if within or across:
+            found.append({"scope": "within" if within else "across", "configs": within,
+                          "images": [{"image_id": _shown_id(key), "config": config, "label": label}
+                                     for key, config, label in sorted(members)]})
+    return sorted(found, key=lambda c: c["images"][0]["image_id"])
 
 
 def cluster_json(images: ImageIndex, clusters: Clusters) -> list[dict[str, Any]]:
@@ -383,8 +428,7 @@ def cluster_json(images: ImageIndex, clusters: Clusters) -> list[dict[str, Any]]
             continue
         kind = "exact" if len({clusters.exact.root(key) for key in keys}) == 1 else "near"
         out.append({"kind": kind, "size": len(keys), "example_pairs": len(clusters.examples.get(root, [])),
-                    "images": [{"image_id": key.split("/", 1)[1] if _is_against(key) else key,
-                                "in": sorted(images.where[key])} for key in keys]})
+                    "images": [{"image_id": _shown_id(key), "in": sorted(images.where[key])} for key in keys]})
     return sorted(out, key=lambda c: (-c["size"], c["images"][0]["image_id"]))
 
 

@@ -146,8 +146,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"- near ({p['jaccard']}): \"{p['a'][:80]}\" ~ \"{p['b'][:80]}\"" for p in near[:_LISTED_TEXTS]]
         lines += [""]
     for folder in report["summary"]["against"].values():
-        lines += [f"`--against {folder['folder']}`: {folder['images']} images read; skipped: "
+        lines += [f"`--against {folder['folder']}`: {folder['images']} images read, "
+                  f"{folder.get('same_image_id', 0)} with an image id of the dataset; skipped: "
                   f"{folder['skipped'] or 'nothing'}.", ""]
+    conflicts = report.get("label_conflicts") or []
+    lines += ["## Label conflicts", "", f"{len(conflicts)} images (by id or exact twin) carry two different "
+              "labels" + (":" if conflicts else "."), ""]
+    lines += [f"- {c['scope']}: " + "; ".join(f"`{m['image_id']}` {m['config']} = {m['label']!r}" for m in c["images"][:4])
+              for c in conflicts[:_LISTED_TEXTS]]
+    lines += [""] if conflicts else []
     if report["errors"] or report["conflicts"]:
         lines += ["## Images not audited", ""]
         lines += [f"- `{e['image_id']}` ({', '.join(e['in'])}): {e['error']}" for e in report["errors"]]
