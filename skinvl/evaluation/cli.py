@@ -22,7 +22,12 @@ from skinvl.evaluation.predictions import PredictionsFileError
 from skinvl.evaluation.probe import ProbeOptions, run_probe
 from skinvl.evaluation.runs import RunError
 from skinvl.evaluation.vqa import ScoreFileOptions, VQAOptions, run_score, run_vqa
-from skinvl.evaluation.zeroshot import ZeroShotOptions, export_prompts, run_zeroshot, zeroshot_rows
+from skinvl.evaluation.zeroshot import (
+    ZeroShotOptions,
+    export_prompts,
+    run_zeroshot,
+    zeroshot_inputs,
+)
 
 # Bad input of any kind: one line naming the file / row / value and the fix, exit code 2.
 BAD_INPUT = (EndpointError, ImageFileError, LabelFileError, ModelError, PredictionsFileError, RunError)
@@ -70,7 +75,7 @@ def _zeroshot(options: ZeroShotOptions) -> dict[str, Any] | None:
     """``eval zeroshot``: with --export-prompts write the prompts and stop (no payload), else run and score."""
     if not options.export_prompts:
         return run_zeroshot(options)
-    labels, rows, paths = zeroshot_rows(options)
+    labels, rows, _, paths = zeroshot_inputs(options)
     for line in labels.warnings():
         print(f"warning: {line}", file=sys.stderr)
     path = export_prompts(rows, paths, options.export_prompts)
