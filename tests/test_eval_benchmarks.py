@@ -122,3 +122,20 @@ def test_group_metrics_resample_images_and_auroc():
     twice = group_metrics(truth[:20], pred[:20], ["a", "b"], ["x"] * 20, [f"i{k // 2}" for k in range(20)],
                           column="g")
     assert twice["groups"]["x"]["images"] == 10 and twice["groups"]["x"]["n"] == 20
+
+
+def test_probe_on_a_benchmark_folder_grouped_by_skin_type(ddi_folder, tmp_path, tiny):
+    from skinvl.evaluation.models import LoadedModel
+    from skinvl.evaluation.probe import ProbeOptions, run_probe
+
+    doc = run_probe(ProbeOptions(model="skinvl-tiny", data=str(ddi_folder), out=str(tmp_path / "out"),
+                                 cache_dir=str(tmp_path / "cache"), group_by="skin_type"),
+                    loaded=LoadedModel.wrap(*tiny, "skinvl-tiny"))
+    groups = doc["groups"]["groups"]
+    assert set(groups) == {"I-II", "III-IV", "V-VI"}
+    assert all("auroc" in g for g in groups.values())  # the probe has class probabilities
+    assert sum(g["n"] for g in groups.values()) == doc["metrics"]["n"]
+    assert {"accuracy", "balanced_accuracy", "auroc"} <= set(doc["groups"]["gaps"])
+    again = run_probe(ProbeOptions(model="skinvl-tiny", data=str(ddi_folder), out=str(tmp_path / "again"),
+                                   cache_dir=str(tmp_path / "cache")), loaded=LoadedModel.wrap(*tiny, "skinvl-tiny"))
+    assert again["feature_cache"]["test"]["computed"] == 0  # features cached by the images' bytes
