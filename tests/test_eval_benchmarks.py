@@ -139,3 +139,69 @@ def test_probe_on_a_benchmark_folder_grouped_by_skin_type(ddi_folder, tmp_path, 
     again = run_probe(ProbeOptions(model="skinvl-tiny", data=str(ddi_folder), out=str(tmp_path / "again"),
                                    cache_dir=str(tmp_path / "cache")), loaded=LoadedModel.wrap(*tiny, "skinvl-tiny"))
     assert again["feature_cache"]["test"]["computed"] == 0  # features cached by the images' bytes
+
+
+def test_mcq_prompts_out_letters_in_with_rotated_orders(ddi_folder, tmp_path):
+    from skinvl.evaluation.zeroshot_protocols import orders
+
+    base = ["eval", "zeroshot", "--data", str(ddi_folder), "--protocol", "mcq"]
+    prompts = tmp_path / "mcq.jsonl"
+    assert main([*base, "--out", str(tmp_path / "x"), "--export-prompts", str(prompts)]) == 0
+    asked = [json.loads(line) for line in prompts.read_text().splitlines()]
+    assert orders(2) == [[0, 1], [1, 0]] and len({p["prompt"] for p in asked}) == 2
+    import datasets
+
+    test = datasets.load_dataset(str(ddi_folder), split="test")
+    truth = {r["image_id"]: test.features["label"].names[r["label"]] for r in test}
+    lines = []
+    for k, p in enumerate(asked):
+        image_id, order = p["id"].split("#mcq")
+        options = [line.split(". ", 1)[1] for line in p["prompt"].splitlines() if line[:2] in ("A.", "B.")]
+        letter = "AB"[options.index(truth[image_id])]
+        lines.append({"id": p["id"], "prediction": "I cannot tell." if k == 0 else f"{letter}. {truth[image_id]}"})
+    answers = tmp_path / "letters.jsonl"
+    answers.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out"
+    assert main([*base, "--out", str(out), "--predictions", str(answers), "--group-by", "skin_type"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    details = doc["protocol_details"]
+    assert doc["protocol"] == "mcq" and doc["metrics"]["accuracy"] == 1.0  # the other order still votes right
+    assert details["unparseable_rate"] == pytest.approx(1 / len(asked))
+    assert details["consistent_share"] == pytest.approx(1 - 1 / len(test))
+    # likelihood cannot score answers made elsewhere: mcq is run, and the results say so
+    assert main(["eval", "zeroshot", "--data", str(ddi_folder), "--protocol", "likelihood", "--out",
+                 str(tmp_path / "l"), "--predictions", str(answers)]) == 0
+    doc = json.loads((tmp_path / "l" / "results.json").read_text())
+    assert doc["protocol"] == "mcq" and "likelihood needs a local model" in doc["warnings"][-1]
+
+
+def test_likelihood_protocol_gives_probabilities_auroc_log_loss_ece(ddi_folder, tmp_path, tiny):
+    from skinvl.evaluation.models import LoadedModel
+    from skinvl.evaluation.zeroshot import ZeroShotOptions, run_zeroshot
+    from skinvl.evaluation.zeroshot_protocols import class_log_likelihoods
+
+    loaded = LoadedModel.wrap(*tiny, "skinvl-tiny")
+    doc = run_zeroshot(ZeroShotOptions(model="skinvl-tiny", data=str(ddi_folder), limit=8, out=str(tmp_path / "out"),
+                                       protocol="likelihood", group_by="skin_type"), loaded=loaded)
+    m = doc["metrics"]
+    assert doc["protocol"] == "likelihood" and m["n"] == 8
+    assert m["log_loss"] > 0 and 0 <= m["ece"] <= 1 and (m["auroc"] is None or 0 <= m["auroc"] <= 1)
+    assert "length_normalisation" in doc["protocol_details"]
+    assert all("auroc" in g for g in doc["groups"]["groups"].values())
+    # the score is the model's: the same image and classes give the same numbers; the token counts differ by name
+    from PIL import Image
+
+    image = Image.new("RGB", (32, 32), (120, 30, 30))
+    totals, counts = class_log_likelihoods(loaded, image, "Which?", ["benign", "malignant melanoma"])
+    again, _ = class_log_likelihoods(loaded, image, "Which?", ["benign", "malignant melanoma"])
+    assert np.allclose(totals, again) and (totals < 0).all() and counts[1] > counts[0]
+
+
+def test_mcq_with_a_local_model_runs_every_order(ddi_folder, tmp_path, tiny):
+    from skinvl.evaluation.models import LoadedModel
+    from skinvl.evaluation.zeroshot import ZeroShotOptions, run_zeroshot
+
+    doc = run_zeroshot(ZeroShotOptions(model="skinvl-tiny", data=str(ddi_folder), limit=3, out=str(tmp_path / "out"),
+                                       protocol="mcq", max_new_tokens=3), loaded=LoadedModel.wrap(*tiny, "skinvl-tiny"))
+    assert doc["protocol_details"]["answers"] == 6 and doc["metrics"]["n"] == 3
+    assert 0 <= doc["protocol_details"]["unparseable_rate"] <= 1

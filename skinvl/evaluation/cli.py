@@ -28,6 +28,7 @@ from skinvl.evaluation.zeroshot import (
     run_zeroshot,
     zeroshot_inputs,
 )
+from skinvl.evaluation.zeroshot_protocols import mcq_rows
 
 # Bad input of any kind: one line naming the file / row / value and the fix, exit code 2.
 BAD_INPUT = (EndpointError, ImageFileError, LabelFileError, ModelError, PredictionsFileError, RunError)
@@ -75,10 +76,12 @@ def _zeroshot(options: ZeroShotOptions) -> dict[str, Any] | None:
     """``eval zeroshot``: with --export-prompts write the prompts and stop (no payload), else run and score."""
     if not options.export_prompts:
         return run_zeroshot(options)
-    labels, rows, _, paths = zeroshot_inputs(options)
+    labels, rows, _, refs = zeroshot_inputs(options)
     for line in labels.warnings():
         print(f"warning: {line}", file=sys.stderr)
-    path = export_prompts(rows, paths, options.export_prompts)
+    if options.protocol == "mcq":  # the lettered questions, one row per (image, option order)
+        rows = mcq_rows(rows, labels.classes)
+    path = export_prompts(rows, [refs[row.index] for row in rows], options.export_prompts)
     print(f"wrote {len(rows)} prompts to {path}: answer each, then score them with --predictions FILE "
           "(JSON lines with the same 'id' and your model's 'prediction')")
     return None

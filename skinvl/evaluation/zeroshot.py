@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from skinvl.evaluation.ask import AskOptions, ask
 from skinvl.evaluation.benchmark_data import load_classification_split
 from skinvl.evaluation.classification import (
@@ -44,11 +46,20 @@ from skinvl.evaluation.foreign import Answer, coverage_of, match_rows, read_answ
 from skinvl.evaluation.groups import group_metrics
 from skinvl.evaluation.images import LazyImages
 from skinvl.evaluation.labels import LabelFile, LabelFileError, read_label_csv, resolve_images
-from skinvl.evaluation.models import LoadedModel
+from skinvl.evaluation.models import LoadedModel, load_model
 from skinvl.evaluation.runs import Row, dataset_info
+from skinvl.evaluation.zeroshot_protocols import (
+    likelihood_records,
+    mcq_rows,
+    probability_metrics,
+    score_mcq,
+    write_protocol_outputs,
+)
 
 PROMPT = "This is a skin lesion image. From the following categories: {classes}, which one is the diagnosis?"
 PARSE_PROTOCOLS = ("robust", "paper")
+#: every --protocol: the free-text parses, and the protocols of :mod:`skinvl.evaluation.zeroshot_protocols`
+PROTOCOLS = (*PARSE_PROTOCOLS, "mcq", "likelihood")
 
 _VARIANTS = {
     "nevi": "nevus", "naevus": "nevus", "naevi": "nevus", "tumour": "tumor", "tumours": "tumor",
@@ -158,8 +169,10 @@ class ZeroShotOptions(AskOptions):
         "metavar": "COLUMN", "help": "with --data: metrics per value of COLUMN (skin_type, sex, ...), with "
                                      "image-resampled intervals and the worst-best gap"})
     protocol: str = field(default="robust", metadata={
-        "help": "answer parsing: robust (whole labels, negation-aware) or paper (first substring)",
-        "choices": list(PARSE_PROTOCOLS)})
+        "help": "robust / paper: the paper's question, the answer parsed (whole labels, negation-aware / first "
+                "substring); mcq: lettered options in several orders, the letter parsed; likelihood (local model): "
+                "each class name scored by its log-likelihood, giving AUROC, log loss and ECE",
+        "choices": list(PROTOCOLS)})
     classes: str | None = field(default=None, metadata={"help": "comma-separated class order (default: sorted labels)"})
     max_new_tokens: int | None = field(default=64, metadata={"help": "cap on generated tokens"})
     predictions: str | None = field(default=None, metadata={
@@ -275,6 +288,8 @@ def run_zeroshot(options: ZeroShotOptions, *, loaded: LoadedModel | None = None)
     Both parsings are computed; ``protocol`` picks the headline ``metrics``, the other one is in
     ``metrics_by_protocol``. Returns the payload on the main process, None on other ranks.
     """
+    if options.protocol not in PARSE_PROTOCOLS:
+        return run_zeroshot_protocol(options, loaded=loaded)
     labels, rows, images, _ = zeroshot_inputs(options)
     dataset = ({"data": options.data, "config": options.config, "split": options.split, "limit": options.limit}
                if options.data else {"labels": str(options.labels), "images": str(options.images), "limit": options.limit})
@@ -331,6 +346,56 @@ def score_zeroshot(done: list[dict[str, Any]], labels: LabelFile, options: ZeroS
     return payload
 
 
-__all__ = ["PROMPT", "ParsedAnswer", "UNPARSEABLE", "ZeroShotOptions", "build_prompt", "classification_metrics",
-           "export_prompts", "image_row_ids", "parse_answer", "parse_paper", "parse_robust", "run_zeroshot", "score_zeroshot",
+def run_zeroshot_protocol(options: ZeroShotOptions, *, loaded: LoadedModel | None = None) -> dict[str, Any] | None:
+    """``--protocol mcq`` or ``likelihood`` (:mod:`~skinvl.evaluation.zeroshot_protocols`): ask, score, write."""
+    labels, rows, images, _ = zeroshot_inputs(options)
+    classes = labels.classes
+    dataset = ({"data": options.data, "config": options.config, "split": options.split, "limit": options.limit}
+               if options.data else {"labels": str(options.labels), "images": str(options.images), "limit": options.limit})
+    protocol, notes, proba, extra = options.protocol, [], None, {}
+    if protocol == "likelihood" and (options.endpoint or options.predictions):
+        protocol = "mcq"
+        notes.append("likelihood needs a local model (a chat API returns log-probabilities of generated tokens "
+                     "only, not of a given class name): mcq was run instead")
+    if protocol == "likelihood":
+        loaded = loaded or load_model(options)
+        records, proba, normalised = likelihood_records(loaded, rows, images, classes, build_prompt(classes))
+        meta: dict[str, Any] = {"name": options.name or options.model or loaded.info.get("model"),
+                                "model_info": loaded.info, "failed": {"count": 0, "rows": []}}
+        extra = {"length_normalisation": "none: the total log-likelihood of each class name; probabilities = "
+                                         "softmax over the classes' totals",
+                 "accuracy_per_token_mean": float(np.mean([p == r["label"] for p, r in zip(normalised, records, strict=True)])),
+                 **probability_metrics([r["label"] for r in records], proba, classes)}
+    else:
+        asked = mcq_rows(rows, classes)
+        if options.predictions:
+            done, meta = _answers_from_file(options, asked)
+            meta["failed"] = {"count": 0, "rows": []}
+        else:
+            answers = ask(options, asked, images, dataset, loaded=loaded, description="eval zeroshot (mcq)")
+            if answers is None:
+                return None
+            done, meta = answers.answered(), {**answers.meta, "failed": answers.failure_summary()}
+        records, extra = score_mcq(done, classes)
+    result = classification_metrics([r["label"] for r in records], [r["prediction"] for r in records], classes)
+    payload = {"task": "zero-shot-classification", "model": options.model or options.model_name,
+               "dataset": options.data or str(options.labels), "split": options.split if options.data else "test",
+               "protocol": protocol, "classes": classes, "metrics": {**result["metrics"], **{
+                   k: v for k, v in extra.items() if k in ("auroc", "log_loss", "ece")}},
+               "per_class": result["per_class"], "confusion_matrix": result["confusion_matrix"],
+               "protocol_details": {k: v for k, v in extra.items() if k not in ("auroc", "log_loss", "ece")},
+               "labels": labels.summary(), "warnings": labels.warnings() + notes, "limit": options.limit, **meta,
+               "unavailable": {}, "files": {"predictions": "predictions.csv", "markdown": "results.md",
+                                            "figure": "confusion_matrix.png"}}
+    if options.group_by:
+        payload["groups"] = group_metrics([r["label"] for r in records], [r["prediction"] for r in records], classes,
+                                          [r.get("group") for r in records], [r["image"] for r in records], proba,
+                                          column=options.group_by)
+    title = f"Zero-shot: {meta.get('name') or Path(options.data or options.labels).stem} ({protocol})"
+    write_protocol_outputs(Path(options.out), payload, records, title, options.group_by)
+    return payload
+
+
+__all__ = ["PROMPT", "PROTOCOLS", "ParsedAnswer", "UNPARSEABLE", "ZeroShotOptions", "build_prompt", "classification_metrics",
+           "export_prompts", "image_row_ids", "parse_answer", "parse_paper", "parse_robust", "run_zeroshot", "run_zeroshot_protocol", "score_zeroshot",
            "zeroshot_inputs", "zeroshot_rows"]
