@@ -59,6 +59,10 @@ def test_ddi_skin_type_groups_and_configs(tmp_path):
     assert ds["train"].features["label"].names == ["benign", "malignant"]
     disease = _load(tmp_path / "out", "disease")
     assert disease["train"].features["label"].names == ["melanoma-in-situ", "seborrheic-keratosis"]
+    from mm_skin.hub import validate_folder  # what `mm-skin push` checks before uploading
+
+    counts = validate_folder(tmp_path / "out")
+    assert counts["malignancy"] == {split: len(part) for split, part in ds.items()}
 
 
 def test_fitzpatrick17k_unknown_skin_type_is_null_and_three_configs(tmp_path):
@@ -172,3 +176,12 @@ def test_dataset_side_imports_no_torch():
 
     code = "import sys, mm_skin.benchmarks.write; print('torch' in sys.modules or 'skinvl' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    for name in ("mm_skin.benchmarks", "mm_skin.audit_clusters", "skinvl.evaluation.zeroshot_protocols"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.failed == 0 and result.attempted >= 1, name

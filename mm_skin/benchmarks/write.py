@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from datasets import ClassLabel, Features, Image, Value
+from datasets import ClassLabel, DatasetInfo, Features, Image, SplitDict, SplitInfo, Value
 
 from mm_skin.benchmarks import BENCHMARKS
 from mm_skin.benchmarks.authors import read_test_file, require_test_file
@@ -198,7 +198,7 @@ def build_benchmark(name: str, source: str | os.PathLike[str], out: str | os.Pat
         if benchmark.default not in shards:
             raise ReleaseError(f"{source}: no image could be written (see the reasons listed)")
         _write_report(tmp, report, result)
-        (tmp / "README.md").write_text(card(benchmark, shards, classes, columns, report, result), encoding="utf-8")
+        (tmp / "README.md").write_text(card(tmp, benchmark, shards, classes, columns, report, result), encoding="utf-8")
     return BenchmarkResult(Path(os.path.abspath(out)), report.written, report, result, time.perf_counter() - t0)
 
 
@@ -209,7 +209,17 @@ def _write_report(folder: Path, report: BuildReport, result: SplitResult) -> Non
     (folder / REPORT_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def card(benchmark: Benchmark, shards: dict[str, dict[str, list[str]]], classes: dict[str, list[str]],
+def _info(folder: Path, files: dict[str, list[str]], features: Features, rows: dict[str, int]) -> dict[str, Any]:
+    """The card's ``dataset_info`` entry of one config: features and rows / bytes per split
+    (``mm-skin push`` checks the rows against the Parquet footers)."""
+    size = {s: sum((folder / f).stat().st_size for f in paths) for s, paths in files.items()}
+    info = DatasetInfo(features=features, splits=SplitDict(
+        {s: SplitInfo(name=s, num_examples=rows[s], num_bytes=size[s]) for s in files}),
+        download_size=sum(size.values()), dataset_size=sum(size.values()))
+    return info._to_yaml_dict()
+
+
+def card(folder: Path, benchmark: Benchmark, shards: dict[str, dict[str, list[str]]], classes: dict[str, list[str]],
          columns: list[str], report: BuildReport, result: SplitResult) -> str:
     """The dataset card: YAML ``configs`` (the default marked) with features, licence and terms."""
     import yaml
@@ -223,7 +233,8 @@ def card(benchmark: Benchmark, shards: dict[str, dict[str, list[str]]], classes:
             entry["default"] = True
         entry["data_files"] = [{"split": s, "path": shards[config][s]} for s in SPLIT_ORDER if s in shards[config]]
         configs.append(entry)
-        infos.append({"config_name": config, "features": _features(classes[config], columns)._to_yaml_list()})
+        infos.append({"config_name": config, **_info(folder, shards[config], _features(classes[config], columns),
+                                                     report.written[config])})
     dump = lambda obj: yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, width=1000).rstrip()  # noqa: E731
     return render_template(CARD_TEMPLATE, benchmark=benchmark, configs_yaml=dump({"configs": configs}),
                            dataset_info_yaml=dump({"dataset_info": infos}), written=report.written,
