@@ -44,6 +44,7 @@ from mm_skin.audit_clusters import Clusters, ImagePair, UnionFind, image_cluster
 from mm_skin.audit_clusters import is_against as _is_against
 from mm_skin.audit_report import write_outputs
 from mm_skin.audit_sources import AuditInputError, SourceRow
+from mm_skin.benchmarks.spec import normalise_label
 from mm_skin.cli import ExitCode
 from mm_skin.hub import is_hub_id
 from mm_skin.image_hashes import Fingerprint
@@ -385,19 +386,13 @@ def _shown_id(key: str) -> str:
     return key.split("/", 1)[1] if _is_against(key) else key
 
 
-def _label_key(label: str) -> str:
-    """A class name as compared across datasets: letters and digits, lower case, no plural 's'
-    (HAM10000's "Actinic Keratoses" is ISIC 2019's "Actinic Keratosis")."""
-    key = "".join(ch for ch in label.lower() if ch.isalnum())
-    return key[:-1] if key.endswith("s") else key
-
-
 def label_conflicts(collected: Collected, clusters: Clusters) -> list[dict[str, Any]]:
     """Images (one id, or exact twins by bytes or pixels) labelled with two different classes.
 
     ``within`` a config (one image under two labels of one label set), or ``across`` an
-    ``--against`` folder and the dataset (spellings compared by :func:`_label_key`; label sets
-    that name other things, e.g. DDI's malignancy vs a diagnosis, differ by design: judge them).
+    ``--against`` folder and the dataset (spellings compared by
+    :func:`~mm_skin.benchmarks.spec.normalise_label`; label sets that name other things, e.g.
+    DDI's malignancy vs a diagnosis, differ by design: judge them).
     """
     groups: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     for key, labels in collected.labels.items():
@@ -409,8 +404,8 @@ def label_conflicts(collected: Collected, clusters: Clusters) -> list[dict[str, 
         for _, config, label in members:
             by_config[config].add(label)
         within = sorted(c for c, labels in by_config.items() if len(labels) > 1)
-        against = {_label_key(lb) for c, labels in by_config.items() if _is_against(c) for lb in labels}
-        ours = {_label_key(lb) for c, labels in by_config.items() if not _is_against(c) for lb in labels}
+        against = {normalise_label(lb) for c, labels in by_config.items() if _is_against(c) for lb in labels}
+        ours = {normalise_label(lb) for c, labels in by_config.items() if not _is_against(c) for lb in labels}
         across = bool(against and ours and not against & ours)
         if within or across:
             found.append({"scope": "within" if within else "across", "configs": within,

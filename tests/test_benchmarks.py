@@ -91,9 +91,14 @@ def test_pad_ufes_20_patients_on_one_side(tmp_path):
 
 
 def test_dermnet_folders_are_the_split(tmp_path):
-    build_benchmark("dermnet", layouts.dermnet(tmp_path / "d"), tmp_path / "out")
+    source = layouts.dermnet(tmp_path / "d")
+    # one file name in two class folders: both are read (the class folder tells them apart)
+    (source / "train" / "Eczema Photos" / "train-0-0.jpg").write_bytes(layouts.image_bytes(999))
+    (source / "train" / "loose.jpg").write_bytes(layouts.image_bytes(998))
+    result = build_benchmark("dermnet", source, tmp_path / "out")
     ds = _load(tmp_path / "out")
-    assert {k: len(v) for k, v in ds.items()} == {"train": 8, "test": 4}
+    assert {k: len(v) for k, v in ds.items()} == {"train": 9, "test": 4}
+    assert "train/: 1 image files not directly inside a class folder were not read" in result.report.notes
     assert ds["test"].features["label"].names == ["Acne and Rosacea Photos", "Eczema Photos"]
 
 
@@ -185,3 +190,20 @@ def test_docstring_examples_run():
     for name in ("mm_skin.benchmarks", "mm_skin.audit_clusters", "skinvl.evaluation.zeroshot_protocols"):
         result = doctest.testmod(importlib.import_module(name))
         assert result.failed == 0 and result.attempted >= 1, name
+
+
+def test_dermnet_authors_file_maps_folder_names_and_keeps_two_class_images(tmp_path):
+    source = layouts.dermnet(tmp_path / "d")
+    twin = source / "test" / "Eczema Photos" / "test-0-0.jpg"  # the same file name under a second class
+    twin.write_bytes((source / "test" / "Acne and Rosacea Photos" / "test-0-0.jpg").read_bytes())
+    test_file = layouts.authors_test_file(tmp_path / "Dermnet_test.csv", [
+        ("Dermnet/test/Acne and Rosacea Photos/test-0-0.jpg", "Acne and Rosacea"),
+        ("Dermnet/test/Eczema Photos/test-0-0.jpg", "Eczema"),
+        ("Dermnet/test/Eczema Photos/test-1-0.jpg", "Eczema")])
+    result = build_benchmark("dermnet", source, tmp_path / "out", test_file=str(test_file))
+    ds = _load(tmp_path / "out")
+    names = ds["test"].features["label"].names
+    assert sorted((r["image_id"], names[r["label"]]) for r in ds["test"]) == [
+        ("Acne and Rosacea Photos/test-0-0", "Acne and Rosacea Photos"),
+        ("Eczema Photos/test-0-0", "Eczema Photos"), ("Eczema Photos/test-1-0", "Eczema Photos")]
+    assert result.report.skipped == [] and len(ds["train"]) == 13 - 3  # 12 stand-in files + the twin

@@ -33,6 +33,12 @@ class TestEntry:
         """The file stem: the id the publishers' files use (``ISIC_0034524``, ``000001``)."""
         return PurePosixPath(self.image.replace("\\", "/")).stem
 
+    @property
+    def image_ids(self) -> tuple[str, str]:
+        """The ids a download's row may have: the stem, and ``<folder>/<stem>`` (Dermnet's class folders)."""
+        path = PurePosixPath(self.image.replace("\\", "/"))
+        return self.image_id, f"{path.parent.name}/{path.stem}"
+
 
 def parse_categories(cell: str) -> list[str] | None:
     """The categories of a cell (``['Nevus']`` or a bare ``Nevus``); None when it is not a list of strings."""
@@ -68,13 +74,14 @@ def read_test_file(path: Path, report: BuildReport) -> Iterator[TestEntry]:
         if len(categories) > 1:
             report.warn(display, rowno, "categories", cells["categories"], "several categories: the first is used")
         entry = TestEntry(cells["image"], categories[0], rowno)
-        if entry.image_id in seen:
-            first_row, first = seen[entry.image_id]
+        key = "/".join(PurePosixPath(entry.image.replace("\\", "/")).parts[-2:])
+        if key in seen:
+            first_row, first = seen[key]
             why = (f"label conflict: the image is also row {first_row} as {first!r}" if first != entry.category
                    else f"repeats row {first_row}")
             report.skip(display, rowno, "image", entry.image, why)
             continue
-        seen[entry.image_id] = (rowno, entry.category)
+        seen[key] = (rowno, entry.category)
         yield entry
 
 

@@ -91,18 +91,23 @@ def read_pad_ufes_20(source: Path, report: BuildReport, files: ImageFiles) -> It
 
 def read_dermnet(source: Path, report: BuildReport, files: ImageFiles) -> Iterator[Row]:
     """Rows of Dermnet: one per image file under ``train/<class>/`` and ``test/<class>/``
-    (label set ``disease``; the folder is the row's split)."""
+    (label set ``disease``; the folder is the row's split; image id ``<class>/<file stem>``, as
+    one file name occurs in several class folders)."""
     found = False
     for split in ("train", "test"):
         folder = source / split
         if not folder.is_dir():
             continue
         found = True
-        for path in sorted(files.by_name.values()):
-            if folder.resolve() not in path.parents or path.parent.parent != folder.resolve():
-                continue
-            label = path.parent.name
-            yield Row(path, path.stem, {"disease": label}, f"{split}/{label}/{path.name}", 0, split=split)
+        root = folder.resolve()
+        inside = [p for p in files.all if root in p.parents]
+        for path in inside:
+            if path.parent.parent == root:
+                yield Row(path, f"{path.parent.name}/{path.stem}", {"disease": path.parent.name}, f"{split}/{path.parent.name}/{path.name}", 0,
+                          split=split)
+        stray = sum(path.parent.parent != root for path in inside)
+        if stray:
+            report.notes.append(f"{split}/: {stray} image files not directly inside a class folder were not read")
     if not found:
         raise ReleaseError(f"{source}: no train/ or test/ folder; Dermnet's download holds train/<class>/*.jpg "
                            f"and test/<class>/*.jpg (image suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")

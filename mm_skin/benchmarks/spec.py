@@ -13,12 +13,11 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from mm_skin.audit_sources import IMAGE_SUFFIXES
 from mm_skin.columns import MATCH_RULE, duplicate_columns_problem, match_columns
 from mm_skin.release import _csv_rows
 from mm_skin.report import BuildReport, ReleaseError
 
-#: image file suffixes a benchmark's images may have
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 #: Fitzpatrick skin types as written in the ``skin_type`` column
 FITZPATRICK = ("I", "II", "III", "IV", "V", "VI")
 
@@ -74,6 +73,7 @@ class ImageFiles:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self.all: list[Path] = []  # every image file, in walk order
         self.by_name: dict[str, Path] = {}
         self.by_stem: dict[str, Path] = {}
         self.ambiguous: set[str] = set()
@@ -87,6 +87,7 @@ class ImageFiles:
                 if path.is_symlink():
                     self.links += 1
                     continue
+                self.all.append(path)
                 for key, table in ((name, self.by_name), (path.stem, self.by_stem)):
                     if key in table and table[key] != path:
                         self.ambiguous.add(key)
@@ -156,10 +157,17 @@ def sex(value: str) -> str | None:
 
 
 def normalise_label(text: str) -> str:
-    """A class name as compared across spellings: lower case, letters and digits only,
-    a trailing "photos" (Dermnet's folder names) dropped."""
+    """A class name as compared across spellings and datasets: lower case, letters and digits
+    only, a trailing "photos" (Dermnet's folder names) and plural "s" dropped (HAM10000's
+    "Actinic Keratoses" ~ ISIC 2019's "Actinic Keratosis" does not match; "Vascular lesions" ~
+    "Vascular Lesion" does).
+
+    >>> normalise_label("Acne and Rosacea Photos"), normalise_label("Non-Malignant")
+    ('acneandrosacea', 'nonmalignant')
+    """
     key = re.sub(r"[^a-z0-9]+", "", text.lower())
-    return key[: -len("photos")] if key.endswith("photos") and len(key) > 6 else key
+    key = key[: -len("photos")] if key.endswith("photos") and len(key) > 6 else key
+    return key[:-1] if key.endswith("s") and len(key) > 3 else key
 
 
 def image_row(report: BuildReport, display: str, rowno: int, files: ImageFiles, name: str) -> Path | None:

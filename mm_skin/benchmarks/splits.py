@@ -75,24 +75,29 @@ def test_file_split(benchmark: Benchmark, rows: Sequence[Row], entries: Iterable
     by_id = {row.image_id: row for row in rows}
     mapper = class_mapper(classes) if classes is not None else None
     test: list[Row] = []
+    found_ids: set[str] = set()
     for entry in entries:
         label = entry.category if mapper is None else mapper.get(normalise_label(entry.category))
         if label is None:
             report.skip(display, entry.row, "categories", entry.category,
                         f"label not mapped to a {benchmark.default} class ({', '.join(classes or [])})")
             continue
-        row = by_id.pop(entry.image_id, None)
+        row = next((by_id.pop(key) for key in entry.image_ids if key in by_id), None)
         if row is None:
             path = locate(source, files, entry.image)
             if path is None:
                 report.skip(display, entry.row, "image", entry.image, "image file not found under SOURCE")
                 continue
             row = Row(path, entry.image_id, {}, display, entry.row)
+            if entry.image_id in found_ids:
+                report.skip(display, entry.row, "image", entry.image, "another test row has this image id")
+                continue
         elif row.labels.get(benchmark.default) not in (None, label):
             report.warn(display, entry.row, "categories", entry.category,
                         f"label conflict: {row.file} row {row.row} says {row.labels[benchmark.default]!r}; "
                         "the test file's label is written")
         row.labels = {**row.labels, benchmark.default: label}
+        found_ids.add(row.image_id)
         test.append(row)
     return _move_groups(benchmark.group, test, list(by_id.values()), display)
 

@@ -29,7 +29,9 @@ def _balanced(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[truth == c] == c) for c in classes]))
 
 
-def _auroc(truth: np.ndarray, proba: np.ndarray) -> float:
+def auroc(truth: np.ndarray, proba: np.ndarray) -> float:
+    """AUROC of class probabilities ``proba`` (rows x classes) for class indices ``truth``: binary,
+    or the mean one-vs-rest AUROC over the classes present; NaN with fewer than two classes present."""
     from sklearn.metrics import roc_auc_score
 
     present = np.unique(truth)
@@ -53,7 +55,7 @@ def _one_group(truth: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, im
     metrics = {"accuracy": lambda i: float(np.mean(truth[i] == pred[i])),
                "balanced_accuracy": lambda i: _balanced(truth[i], pred[i])}
     if proba is not None:
-        metrics["auroc"] = lambda i: _auroc(truth[i], proba[i])
+        metrics["auroc"] = lambda i: auroc(truth[i], proba[i])
     everything = np.arange(len(truth))
     unique, inverse, counts = np.unique(images, return_inverse=True, return_counts=True)
     if len(unique) == len(truth):  # one row per image: draw rows
@@ -131,4 +133,4 @@ def groups_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["MIN_GROUP", "RESAMPLES", "group_metrics", "groups_markdown"]
+__all__ = ["MIN_GROUP", "RESAMPLES", "auroc", "group_metrics", "groups_markdown"]

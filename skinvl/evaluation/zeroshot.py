@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,13 @@ from skinvl.evaluation.classification import (
 from skinvl.evaluation.foreign import Answer, coverage_of, match_rows, read_answers
 from skinvl.evaluation.groups import group_metrics
 from skinvl.evaluation.images import LazyImages
-from skinvl.evaluation.labels import LabelFile, LabelFileError, read_label_csv, resolve_images
+from skinvl.evaluation.labels import (
+    LabelFile,
+    LabelFileError,
+    image_key,
+    read_label_csv,
+    resolve_images,
+)
 from skinvl.evaluation.models import LoadedModel, load_model
 from skinvl.evaluation.runs import Row, dataset_info
 from skinvl.evaluation.zeroshot_protocols import (
@@ -196,7 +201,7 @@ def image_row_ids(images: Sequence[str]) -> list[str]:
     seen: dict[str, int] = {}
     ids = []
     for image in images:
-        key = posixpath.normpath(image.replace("\\", "/"))
+        key = image_key(image)
         seen[key] = seen.get(key, 0) + 1
         ids.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
     return ids

@@ -153,19 +153,14 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 def probability_metrics(truth: Sequence[str], proba: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     """AUROC (binary, or macro one-vs-rest over the classes present), log loss and ECE."""
-    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.metrics import log_loss
 
+    from skinvl.evaluation.groups import auroc
     from skinvl.evaluation.probe import expected_calibration_error
 
     y = np.array([list(classes).index(t) for t in truth])
-    present = np.unique(y)
-    if len(present) < 2:
-        auroc = None
-    elif len(classes) == 2:
-        auroc = float(roc_auc_score(y, proba[:, 1]))
-    else:
-        auroc = float(np.mean([roc_auc_score(y == c, proba[:, c]) for c in present]))
-    return {"auroc": auroc, "log_loss": float(log_loss(y, proba, labels=list(range(len(classes))))),
+    value = auroc(y, proba)
+    return {"auroc": value if np.isfinite(value) else None, "log_loss": float(log_loss(y, proba, labels=list(range(len(classes))))),
             "ece": expected_calibration_error(proba, y)}
 
 
