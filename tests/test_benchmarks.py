@@ -139,7 +139,8 @@ def test_authors_only_benchmark_needs_test_file_and_finds_images(tmp_path):
         (f"HIBA/ISIC_{i:07d}.jpg", "Malignant" if i % 2 else "Benign") for i in range(4)] + [("../../etc/passwd", "Benign")])
     result = build_benchmark("hiba", images, tmp_path / "out", test_file=str(test_file))
     assert result.counts == {"label": {"test": 4}}
-    assert [s["row"] for s in result.report.as_dict()["skipped"]] == [6]
+    [refused] = result.report.as_dict()["skipped"]
+    assert refused["row"] == 6 and refused["reason"].startswith("image path refused: '..' in the path")
 
 
 def test_real_authors_ham10000_file_maps_every_label(tmp_path, shared_dir):
@@ -207,3 +208,21 @@ def test_dermnet_authors_file_maps_folder_names_and_keeps_two_class_images(tmp_p
         ("Acne and Rosacea Photos/test-0-0", "Acne and Rosacea Photos"),
         ("Eczema Photos/test-0-0", "Eczema Photos"), ("Eczema Photos/test-1-0", "Eczema Photos")]
     assert result.report.skipped == [] and len(ds["train"]) == 13 - 3  # 12 stand-in files + the twin
+
+
+def test_links_out_and_special_files_are_never_read(tmp_path):
+    import os
+
+    source = layouts.ddi(tmp_path / "ddi", n=4)
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(layouts.image_bytes(1, "PNG"))
+    (source / "images" / "000002.png").unlink()
+    (source / "images" / "000002.png").symlink_to(outside)  # a link out of SOURCE
+    (source / "images" / "000003.png").unlink()
+    os.mkfifo(source / "images" / "000003.png")  # a named pipe: opening it for reading would hang
+    result = build_benchmark("ddi", source, tmp_path / "out")
+    reasons = {s["value"]: s["reason"] for s in result.report.as_dict()["skipped"]}
+    assert reasons["000002.png"] == "image file not found under SOURCE"
+    assert reasons["000003.png"].startswith("not a regular file")
+    assert "1 symbolic links under SOURCE were not followed" in result.report.notes
+    assert sum(result.counts["malignancy"].values()) == 2

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from mm_skin.benchmarks.spec import ImageFiles, read_table
-from mm_skin.paths import UnsafePathError, relative_parts, resolve_inside
+from mm_skin.paths import relative_parts, resolve_inside
 from mm_skin.report import BuildReport, ReleaseError
 
 
@@ -86,16 +86,11 @@ def read_test_file(path: Path, report: BuildReport) -> Iterator[TestEntry]:
 
 
 def locate(source: Path, files: ImageFiles, image: str) -> Path | None:
-    """The file an authors' path names under ``source``, or None (nothing outside it is opened)."""
-    try:
-        parts = relative_parts(image, what="--test-file image paths", where="SOURCE")
-    except UnsafePathError:
-        return None
+    """The file an authors' path names under ``source``, or None; :class:`UnsafePathError` for a
+    path that would leave it (absolute, ``..``, a symlink out): nothing outside is opened."""
+    parts = relative_parts(image, what="--test-file image paths", where="SOURCE")
     for start in range(len(parts)):
-        try:
-            candidate = resolve_inside(source, "/".join(parts[start:]), what="--test-file image paths", where="SOURCE")
-        except UnsafePathError:
-            return None
+        candidate = resolve_inside(source, "/".join(parts[start:]), what="--test-file image paths", where="SOURCE")
         if candidate.is_file() and not candidate.is_symlink():
             return candidate
     return files.find(parts[-1])

@@ -107,7 +107,8 @@ def read_table(report: BuildReport, path: Path, display: str, aliases: Mapping[s
     recorded in ``report`` (checksum, rows read); blank lines are listed as not written.
     """
     if not path.is_file():
-        raise ReleaseError(f"{display}: not found; the download must contain it (see `mm-skin benchmark build --help`)")
+        raise ReleaseError(f"{display}: not found at {path}; give the file as the publisher or the authors ship it "
+                           "(layouts: `mm-skin benchmark build --help`)")
     rows = _csv_rows(path, display)
     if not rows:
         raise ReleaseError(f"{display}: the file is empty (expected a header row)")

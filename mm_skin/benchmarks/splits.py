@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mm_skin.benchmarks.authors import TestEntry, locate
 from mm_skin.benchmarks.spec import Benchmark, ImageFiles, Row, normalise_label
+from mm_skin.paths import UnsafePathError
 from mm_skin.report import BuildReport
 
 #: spellings of the authors' files that are not the class name itself (normalised -> class)
@@ -84,7 +85,11 @@ def test_file_split(benchmark: Benchmark, rows: Sequence[Row], entries: Iterable
             continue
         row = next((by_id.pop(key) for key in entry.image_ids if key in by_id), None)
         if row is None:
-            path = locate(source, files, entry.image)
+            try:
+                path = locate(source, files, entry.image)
+            except UnsafePathError as reason:
+                report.skip(display, entry.row, "image", entry.image, f"image path refused: {reason}")
+                continue
             if path is None:
                 report.skip(display, entry.row, "image", entry.image, "image file not found under SOURCE")
                 continue
