@@ -226,3 +226,30 @@ def test_links_out_and_special_files_are_never_read(tmp_path):
     assert reasons["000003.png"].startswith("not a regular file")
     assert "1 symbolic links under SOURCE were not followed" in result.report.notes
     assert sum(result.counts["malignancy"].values()) == 2
+
+
+def test_official_one_hot_ground_truth_as_test_file(tmp_path):
+    source = layouts.ham10000(tmp_path / "ham", n=10)
+    test_images = source / "ISIC2018_Task3_Test_Images"
+    test_images.mkdir()
+    for i in range(3):
+        (test_images / f"ISIC_{34524 + i:07d}.jpg").write_bytes(layouts.image_bytes(800 + i))
+    codes = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    truth = layouts.write_csv(tmp_path / "ISIC2018_Task3_Test_GroundTruth.csv", ["image", *codes], [
+        [f"ISIC_{34524 + i:07d}", *[1.0 if j == hot else 0.0 for j in range(7)]] for i, hot in enumerate((3, 6, 1))])
+    result = build_benchmark("ham10000", source, tmp_path / "out", test_file=str(truth))
+    ds = _load(tmp_path / "out")
+    names = ds["test"].features["label"].names
+    assert [names[r["label"]] for r in ds["test"]] == ["Actinic Keratoses", "Vascular lesions", "Nevus"]
+    assert result.report.skipped == [] and len(ds["train"]) == 10
+
+
+def test_test_file_moves_the_rest_of_a_patient_to_test(tmp_path):
+    source = layouts.pad_ufes_20(tmp_path / "pad", n=9)  # patients of 3 images each
+    first = "PAT_0_0_0.png"
+    test_file = layouts.authors_test_file(tmp_path / "PAD_test.csv", [(f"PAD/{first}", "Actinic Keratosis")])
+    result = build_benchmark("pad-ufes-20", source, tmp_path / "out", test_file=str(test_file))
+    assert sorted(result.split.moved) == ["PAT_0_1_7", "PAT_0_2_14"]
+    assert result.counts["diagnostic"] == {"train": 6, "test": 3}
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert report["split"]["moved_rows"] == result.split.moved

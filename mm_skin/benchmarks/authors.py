@@ -54,8 +54,24 @@ def parse_categories(cell: str) -> list[str] | None:
     return [v.strip() for v in value if v.strip()]
 
 
+def _one_hot(cells: dict[str, str]) -> list[str] | None:
+    """The columns marked 1 of a one-hot row (ISIC's ground-truth files), None if a cell is not a number."""
+    hot = []
+    for column, cell in cells.items():
+        if column in ("image", "categories"):
+            continue
+        try:
+            if float(cell) == 1.0:
+                hot.append(column)
+        except ValueError:
+            return None
+    return hot
+
+
 def read_test_file(path: Path, report: BuildReport) -> Iterator[TestEntry]:
-    """The labelled rows of an authors' file; rows with no usable category are listed as not written.
+    """The labelled rows of an authors' file, or of an official one-hot ground truth (``image``
+    plus one 0/1 column per class, e.g. ``ISIC2018_Task3_Test_GroundTruth.csv``: the class is the
+    column marked 1); rows with no usable category are listed as not written.
 
     Multi-label rows use the FIRST category (warned); an image listed again is listed as not
     written, with both labels when they differ (the authors' Dermnet file has 26 such images).
@@ -63,16 +79,17 @@ def read_test_file(path: Path, report: BuildReport) -> Iterator[TestEntry]:
     display = f"--test-file {path.name}"
     aliases = {"image": ("image", "imagepath", "path", "file"), "categories": ("categories", "category", "label")}
     seen: dict[str, tuple[int, str]] = {}
-    for rowno, cells in read_table(report, path, display, aliases, ["image", "categories"], role="test split"):
-        categories = parse_categories(cells["categories"])
+    for rowno, cells in read_table(report, path, display, aliases, ["image"], role="test split", keep_others=True):
+        categories = parse_categories(cells["categories"]) if "categories" in cells else _one_hot(cells)
         if categories is None:
-            report.skip(display, rowno, "categories", cells["categories"], "not a list of strings like ['Nevus']")
+            report.skip(display, rowno, "categories", cells.get("categories", cells),
+                        "not a list of strings like ['Nevus'] (nor a one-hot row of 0/1 class columns)")
             continue
         if not categories:
-            report.skip(display, rowno, "categories", cells["categories"], "no category")
+            report.skip(display, rowno, "categories", cells.get("categories", ""), "no category")
             continue
         if len(categories) > 1:
-            report.warn(display, rowno, "categories", cells["categories"], "several categories: the first is used")
+            report.warn(display, rowno, "categories", categories, "several categories: the first is used")
         entry = TestEntry(cells["image"], categories[0], rowno)
         key = "/".join(PurePosixPath(entry.image.replace("\\", "/")).parts[-2:])
         if key in seen:

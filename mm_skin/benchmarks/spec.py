@@ -99,12 +99,14 @@ class ImageFiles:
 
 
 def read_table(report: BuildReport, path: Path, display: str, aliases: Mapping[str, Sequence[str]],
-               required: Sequence[str], role: str = "labels") -> Iterator[tuple[int, dict[str, str]]]:
+               required: Sequence[str], role: str = "labels",
+               keep_others: bool = False) -> Iterator[tuple[int, dict[str, str]]]:
     """``(row number, canonical column -> stripped cell)`` for each data row of a CSV.
 
     Columns are matched by alias (:func:`mm_skin.columns.match_columns`); a missing required
     column or a header naming one column twice is a one-line :class:`ReleaseError`. The file is
     recorded in ``report`` (checksum, rows read); blank lines are listed as not written.
+    ``keep_others``: the unmatched columns too, under their header names.
     """
     if not path.is_file():
         raise ReleaseError(f"{display}: not found at {path}; give the file as the publisher or the authors ship it "
@@ -127,7 +129,11 @@ def read_table(report: BuildReport, path: Path, display: str, aliases: Mapping[s
         if not any(cell.strip() for cell in cells):
             report.skip(display, i, None, "", "blank line")
             continue
-        yield i, {c: (cells[j].strip() if j < len(cells) else "") for c, j in found.items()}
+        row = {c: (cells[j].strip() if j < len(cells) else "") for c, j in found.items()}
+        if keep_others:
+            row.update({h.strip(): (cells[j].strip() if j < len(cells) else "") for j, h in enumerate(header)
+                        if j not in found.values() and h.strip()})
+        yield i, row
 
 
 def skin_type(value: str) -> str | None:

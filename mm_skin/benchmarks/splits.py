@@ -23,8 +23,13 @@ from mm_skin.benchmarks.spec import Benchmark, ImageFiles, Row, normalise_label
 from mm_skin.paths import UnsafePathError
 from mm_skin.report import BuildReport
 
-#: spellings of the authors' files that are not the class name itself (normalised -> class)
-LABEL_ALIASES = {"nonmalignant": "benign", "notmalignant": "benign"}
+#: spellings of test files that are not a class name (normalised -> a spelling of the class):
+#: the authors' DDI file, and the class codes of ISIC's one-hot ground truths (HAM10000 / ISIC 2018
+#: "AKIEC" is HAM10000's "Actinic Keratoses", ISIC 2019's "AK" its "Actinic Keratosis")
+LABEL_ALIASES = {"nonmalignant": "benign", "notmalignant": "benign", "mel": "Melanoma", "nv": "Nevus",
+                 "bcc": "Basal Cell Carcinoma", "akiec": "Actinic Keratoses", "ak": "Actinic Keratosis",
+                 "bkl": "Benign Keratosis", "df": "Dermatofibroma", "vasc": "Vascular Lesion",
+                 "scc": "Squamous Cell Carcinoma"}
 
 
 @dataclasses.dataclass
@@ -39,7 +44,8 @@ class SplitResult:
 def class_mapper(classes: Sequence[str]) -> dict[str, str]:
     """Normalised spelling -> class (see :func:`~mm_skin.benchmarks.spec.normalise_label`)."""
     mapping = {normalise_label(c): c for c in classes}
-    mapping.update({k: v for k, v in LABEL_ALIASES.items() if v in classes})
+    mapping.update({k: mapping[normalise_label(v)] for k, v in LABEL_ALIASES.items()
+                    if normalise_label(v) in mapping and k not in mapping})
     return mapping
 
 
