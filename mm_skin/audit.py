@@ -482,4 +482,5 @@ def summary_line(report: dict[str, Any], out: str | os.PathLike[str]) -> str:
     near = sum(cluster["kind"] == "near" for cluster in clusters)
     images = sum(cluster["size"] for cluster in clusters)
     return (f"audit: {len(clusters) - near} exact and {near} near-duplicate image clusters ({images} images), "
+            f"{len(report.get('label_conflicts') or [])} label conflicts, "
             f"{len(report['errors'])} unreadable images; see {Path(out) / 'audit.md'}")
