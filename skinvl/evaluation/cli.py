@@ -126,9 +126,12 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
     ("zeroshot", ZeroShotOptions, _guarded(_zeroshot, _zeroshot_line),
      "generative zero-shot classification with the paper's prompt",
      "Ask 'This is a skin lesion image. From the following categories: ..., which one is the diagnosis?' "
-     "for each image of a label CSV (local model or --endpoint, resumable) and parse the answer with the "
-     "paper's and the robust parser. Answers made elsewhere: --export-prompts FILE writes the exact prompts, "
-     "--predictions FILE scores the answers (ours, an lmms-eval sample log or a VLMEvalKit sheet)."),
+     "for each image of a label CSV or of a benchmark folder / Hub id (--data; `mm-skin benchmark build`) with a "
+     "local model or --endpoint (resumable), and parse the answer with the paper's and the robust parser; or "
+     "--protocol mcq (lettered options in several orders) or likelihood (class names scored by the model). "
+     "--group-by COLUMN adds per-group metrics with intervals and the worst-best gap. Answers made elsewhere: "
+     "--export-prompts FILE writes the exact prompts, --predictions FILE scores the answers (ours, an lmms-eval "
+     "sample log or a VLMEvalKit sheet), matched by image id."),
     ("compare", CompareOptions, _compare, "leaderboard of several runs + paired bootstrap CIs of their differences",
      "Compare run folders (VQA or zero-shot, the first is the baseline): results.md/results.json/compare.png with "
      "overall and per-modality scores for each protocol, and each run's difference from the first with a paired "
@@ -137,7 +140,8 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
     ("probe", ProbeOptions, _guarded(run_probe, _probe_line),
      "the paper's linear probe on mean-pooled projector features",
      "StandardScaler + LogisticRegression, C by 5-fold stratified CV on ROC-AUC; features are cached per "
-     "model and image file."),
+     "model and image. Train / test from label CSVs or from two splits of a benchmark folder (--data); "
+     "--group-by COLUMN adds per-group accuracy, balanced accuracy and AUROC with intervals."),
 )
 
 
