@@ -256,8 +256,10 @@ def split_summary(collected: Collected, clusters: Clusters, test: str, train: st
     exact = {k for k in test_keys - same if exact_train.get(clusters.exact.root(k))}
     near = {k for k in test_keys - same - exact if near_train.get(clusters.near.root(k))}
     # the train side of those twins: what `image_in_test` (same id) does not filter out
-    train_exact = {t for k in test_keys for t in exact_train.get(clusters.exact.root(k), ())} - test_keys
-    train_near = {t for k in test_keys for t in near_train.get(clusters.near.root(k), ())} - test_keys - train_exact
+    # over distinct clusters: a cluster of many test and many train copies is walked once, not per pair
+    exact_roots, near_roots = ({union.root(k) for k in test_keys} for union in (clusters.exact, clusters.near))
+    train_exact = set().union(*(exact_train.get(r, ()) for r in exact_roots)) - test_keys
+    train_near = set().union(*(near_train.get(r, ()) for r in near_roots)) - test_keys - train_exact
     leaked = same | exact | near
     cluster = {key: clusters.near.root(key) for key in where}
     train_qa = {r.qa for r in collected.qa if r.split == train}

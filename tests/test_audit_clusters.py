@@ -92,3 +92,14 @@ def test_ham10000_inside_isic2019_by_id_and_by_pixels(tmp_path):
     across = [c for c in report["label_conflicts"] if c["scope"] == "across"]
     assert across  # the stand-ins' ISIC labels are not HAM's for these images
     assert all({m["config"] for m in c["images"]} >= {"against:ham-built"} for c in across)
+
+
+def test_many_copies_across_test_and_train_are_counted_per_image():
+    from mm_skin.audit import split_summary
+
+    data = layouts.image_bytes(5, "PNG")
+    rows = [SourceRow("default", "train" if i % 2 else "test", i, [f"img{i}"], [data]) for i in range(2000)]
+    collected = collect(rows, progress=False)
+    summary = split_summary(collected, find_clusters(collected.images), "test", "train", {})
+    assert summary["images"] == {"test": 1000, "same_image_id": 0, "exact_twin": 1000, "near_twin": 0, "any_twin": 1000}
+    assert len(summary["train_twins_of_test"]["exact"]) == 1000
