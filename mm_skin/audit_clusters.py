@@ -6,6 +6,8 @@ clusters (exact links plus perceptual ones, so a near cluster is a union of exac
 Identical images are linked in a chain, never pairwise, so 3,000 copies of one image cost 2,999
 links, not 4.5 million pairs. Each near cluster keeps at most :data:`EXAMPLE_PAIRS` example pairs
 (exact ones first, then the closest), which is what audit.json lists and the contact sheet draws.
+Near clusters are transitive: A ~ B and B ~ C put A and C in one cluster though they may be
+farther apart than the threshold; the example pairs are always direct links.
 
 >>> found = Clusters()
 >>> found.link("a", "b", "exact", "bytes", 0); found.link("b", "c", "near", "perceptual", 9)

@@ -103,3 +103,13 @@ def test_many_copies_across_test_and_train_are_counted_per_image():
     summary = split_summary(collected, find_clusters(collected.images), "test", "train", {})
     assert summary["images"] == {"test": 1000, "same_image_id": 0, "exact_twin": 1000, "near_twin": 0, "any_twin": 1000}
     assert len(summary["train_twins_of_test"]["exact"]) == 1000
+
+
+def test_hub_streaming_reads_the_class_names_like_the_folder(tmp_path):
+    from mm_skin import audit_sources
+
+    build_benchmark("dermnet", layouts.dermnet(tmp_path / "d"), tmp_path / "built")
+    local = list(audit_sources.iter_folder(audit_sources.folder_splits(tmp_path / "built")))
+    streamed = list(audit_sources.iter_hub(str(tmp_path / "built"), audit_sources.hub_configs(str(tmp_path / "built"))))
+    assert sorted((r.image_ids[0], r.label) for r in streamed) == sorted((r.image_ids[0], r.label) for r in local)
+    assert {r.label for r in local} == {"Acne and Rosacea Photos", "Eczema Photos"}
