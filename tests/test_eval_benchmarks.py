@@ -205,3 +205,18 @@ def test_mcq_with_a_local_model_runs_every_order(ddi_folder, tmp_path, tiny):
                                        protocol="mcq", max_new_tokens=3), loaded=LoadedModel.wrap(*tiny, "skinvl-tiny"))
     assert doc["protocol_details"]["answers"] == 6 and doc["metrics"]["n"] == 3
     assert 0 <= doc["protocol_details"]["unparseable_rate"] <= 1
+
+
+def test_likelihood_with_a_served_model_runs_mcq_over_the_loopback_server(ddi_folder, tmp_path):
+    from eval_servers import FaultServer
+
+    with FaultServer() as server:
+        code = main(["eval", "zeroshot", "--endpoint", f"{server.url}/v1", "--model-name", "m", "--data",
+                     str(ddi_folder), "--limit", "3", "--protocol", "likelihood", "--out", str(tmp_path / "out")])
+        asked = sorted(server.seen)
+    assert code == 0
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["protocol"] == "mcq" and "likelihood needs a local model" in doc["warnings"][-1]
+    assert len(asked) == 2 and all("A. " in q and "B. " in q for q in asked)  # two option orders
+    # the server echoes the question, which names no option letter: every answer is unparseable
+    assert doc["protocol_details"]["answers"] == 6 and doc["protocol_details"]["unparseable_rate"] == 1.0
