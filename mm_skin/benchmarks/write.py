@@ -235,7 +235,9 @@ def card(folder: Path, benchmark: Benchmark, shards: dict[str, dict[str, list[st
         configs.append(entry)
         infos.append({"config_name": config, **_info(folder, shards[config], _features(classes[config], columns),
                                                      report.written[config])})
-    dump = lambda obj: yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, width=1000).rstrip()  # noqa: E731
+    def dump(obj: Any) -> str:
+        return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, width=1000).rstrip()
+
     return render_template(CARD_TEMPLATE, benchmark=benchmark, configs_yaml=dump({"configs": configs}),
                            dataset_info_yaml=dump({"dataset_info": infos}), written=report.written,
                            classes=classes, columns=columns, split=result, skipped=len(report.skipped))
