@@ -15,7 +15,9 @@ from pathlib import Path
 
 from mm_skin.audit_sources import IMAGE_SUFFIXES
 from mm_skin.columns import MATCH_RULE, duplicate_columns_problem, match_columns
-from mm_skin.release import _csv_rows  # the builder's CSV reader: same UTF-8/BOM rules and one-line errors
+
+# the builder's own CSV reader: the same UTF-8 / BOM rules and one-line errors as `mm-skin build`
+from mm_skin.release import _csv_rows
 from mm_skin.report import BuildReport, ReleaseError
 
 #: Fitzpatrick skin types as written in the ``skin_type`` column
