@@ -32,6 +32,8 @@ bench: install
 	$(PY) bench/eval.py
 	$(PY) bench/train.py
 	$(PY) bench/audit.py
+	$(PY) bench/audit_duplicates.py
+	$(PY) bench/benchmark_build.py
 
 lint: install
 	$(VENV)/bin/ruff check .

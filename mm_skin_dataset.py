@@ -37,6 +37,8 @@ import pyarrow as pa
 
 from mm_skin import __version__, cli, hub
 from mm_skin.audit import AuditOptions, run_audit_command, summary_line
+from mm_skin.benchmarks import BENCHMARKS
+from mm_skin.benchmarks.write import build_benchmark
 from mm_skin.build import BuildResult, build
 from mm_skin.card import citation
 from mm_skin.demographics import parse_age_sex
@@ -228,6 +230,44 @@ def run_build(options: BuildOptions) -> int:
     return cli.ExitCode.OK
 
 
+@dataclasses.dataclass(kw_only=True)
+class BenchmarkBuildOptions:
+    """Options of ``mm-skin benchmark build`` (each one is a flag of the same name)."""
+
+    name: str = dataclasses.field(metadata={"positional": True, "choices": sorted(BENCHMARKS),
+                                            "help": "which benchmark SOURCE holds"})
+    source: str = dataclasses.field(metadata={"positional": True, "help": "the publisher's download, as shipped"})
+    out: str = dataclasses.field(metadata={"help": "output folder; written atomically"})
+    test_file: str | None = dataclasses.field(default=None, metadata={
+        "metavar": "CSV", "help": "the official or the MM-Skin authors' test label file (image, atributes, "
+                                  "categories); required for hiba, bcn20000, mskcc, patch16"})
+    seed: int = dataclasses.field(default=0, metadata={"help": "seed of the split when no --test-file is given"})
+    test_fraction: float = dataclasses.field(default=0.2, metadata={"help": "share of images in the seeded test split"})
+    validation_fraction: float = dataclasses.field(default=0.1, metadata={
+        "help": "share of images in the seeded validation split"})
+    overwrite: bool = dataclasses.field(default=False, metadata={
+        "help": "replace an existing OUT that is empty or an earlier mm-skin build"})
+    force: bool = dataclasses.field(default=False, metadata={
+        "help": "with --overwrite, also replace an OUT that is not an earlier mm-skin build"})
+    num_proc: int = dataclasses.field(default=1, metadata={"help": "threads reading and checking images"})
+
+
+def run_benchmark_build(options: BenchmarkBuildOptions) -> int:
+    """``mm-skin benchmark build``: print the folder and rows per config and split; returns the exit code."""
+    try:
+        result = build_benchmark(
+            options.name, options.source, options.out, test_file=options.test_file, seed=options.seed,
+            test_fraction=options.test_fraction, validation_fraction=options.validation_fraction,
+            overwrite=options.overwrite, force=options.force, num_proc=options.num_proc)
+    except ReleaseError as e:
+        print(f"mm-skin benchmark build: error: {e}", file=sys.stderr)
+        return cli.ExitCode.BAD_INPUT
+    print(f"mm-skin benchmark build: wrote {result.out} in {result.seconds:.1f}s", file=sys.stderr)
+    print(result.report.summary(), file=sys.stderr)
+    print(result.out)
+    return cli.ExitCode.OK
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The ``mm-skin`` argument parser (sub-commands ``build`` and ``push``, and ``--version``)."""
     parser = cli.make_parser(
@@ -243,6 +283,17 @@ def make_parser() -> argparse.ArgumentParser:
                     "Rows that cannot be written are listed in OUT/build_report.json and summarised on stderr.",
     )
     hub.register_cli(sub)
+    benchmark = sub.add_parser("benchmark", help="public classification benchmarks -> Hub-ready Parquet folders",
+                               description="Build HAM10000, ISIC 2019, DDI, Fitzpatrick17k, PAD-UFES-20, Dermnet, "
+                                           "and HIBA, BCN20000, MSKCC, PATCH16 (from the authors' label files).")
+    cli.add_command(
+        cli.add_subcommands(benchmark), "build", BenchmarkBuildOptions, run_benchmark_build,
+        help="a publisher's download -> Parquet folder + dataset card + build_report.json",
+        description="Build OUT from SOURCE as the publisher ships it: " + "; ".join(
+            f"{b.name}: {b.layout}" for b in BENCHMARKS.values()) + ". One config per label set (the paper's "
+        "the default). Split: --test-file, the publisher's folders (Dermnet), or a seeded split keeping each "
+        "lesion / patient on one side. Rows not written are listed in OUT/build_report.json.",
+    )
     cli.add_command(
         sub, "audit", AuditOptions, run_audit_command,
         help="find duplicate images/texts and test-vs-train overlap in a built folder or Hub dataset",

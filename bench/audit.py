@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter, zoom
 
-from mm_skin.audit import collect, image_pairs
+from mm_skin.audit import collect, find_clusters
 from mm_skin.audit_sources import SourceRow
 from mm_skin.image_hashes import VARIANTS, fingerprint, near_pairs
 
@@ -74,7 +74,7 @@ def child(scale: int, pool_size: int, num_proc: int) -> dict[str, float]:
     collected = collect(_rows(pool, scale), num_proc=num_proc, progress=False)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     start = time.perf_counter()
-    image_pairs(collected.images)
+    find_clusters(collected.images)
     search = time.perf_counter() - start
     assert len(collected.images.fingerprints) == scale and not collected.images.errors
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -13,7 +13,9 @@ stream, keeping only fingerprints, and finds:
 - per split pair (e.g. test vs train): test images / QA pairs with the same image, an exact or a
   near twin in train, the same QA text in train, or the same question on a twin image in train.
 
-It writes ``audit.json`` (every pair), ``audit.md`` and ``near_duplicates.png`` (the closest
+Duplicates are grouped into clusters (:mod:`mm_skin.audit_clusters`), each with a few example
+pairs, so memory stays linear in the number of images however many copies there are.
+It writes ``audit.json`` (every cluster and its example pairs), ``audit.md`` and ``near_duplicates.png`` (the closest
 near-duplicate pairs side by side) into ``out``. Example::
 
     >>> summary = audit("mm-skin-built", against=["ham10000-test"], out="audit", num_proc=4)
@@ -34,13 +36,15 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from mm_skin import audit_sources as sources
 from mm_skin import image_hashes
+from mm_skin.audit_clusters import Clusters, ImagePair, UnionFind, image_clusters
+from mm_skin.audit_clusters import is_against as _is_against
 from mm_skin.audit_report import write_outputs
 from mm_skin.audit_sources import AuditInputError, SourceRow
+from mm_skin.benchmarks.spec import normalise_label
 from mm_skin.cli import ExitCode
 from mm_skin.hub import is_hub_id
 from mm_skin.image_hashes import Fingerprint
@@ -145,6 +149,7 @@ class Collected:
     texts: dict[str, TextIndex]
     qa: list[QARecord]
     rows: dict[str, int]  # "config/split" -> rows read
+    labels: dict[str, set[tuple[str, str]]] = dataclasses.field(default_factory=dict)  # key -> {(config, class)}
 
 
 def image_key(row: SourceRow, image_id: str) -> str:
@@ -163,6 +168,7 @@ def collect(rows: Iterable[SourceRow], num_proc: int = 1, total: int | None = No
     images = ImageIndex(num_proc)
     texts = {name: TextIndex(name) for name in TEXT_FIELDS}
     qa: list[QARecord] = []
+    labels: dict[str, set[tuple[str, str]]] = defaultdict(set)
     counts: dict[str, int] = defaultdict(int)
     bar = tqdm(total=total, desc="audit: reading and hashing", unit="row", disable=not progress,
                file=sys.stderr)
@@ -179,13 +185,15 @@ def collect(rows: Iterable[SourceRow], num_proc: int = 1, total: int | None = No
                 both = texts["qa"].add(f"{question} | {answer}", where)
                 first = image_key(row, row.image_ids[0]) if row.image_ids else ""
                 qa.append(QARecord(row.split, first, normalise_text(question), both))
+            if row.label is not None and row.image_ids:
+                labels[image_key(row, row.image_ids[0])].add((row.config, row.label))
             for caption in row.captions:
                 texts["caption"].add(caption, where)
             bar.update()
     finally:
         images.finish()
         bar.close()
-    return Collected(images, texts, qa, dict(counts))
+    return Collected(images, texts, qa, dict(counts), dict(labels))
 
 
 def _groups(images: ImageIndex) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -199,57 +207,18 @@ def _groups(images: ImageIndex) -> tuple[dict[str, list[str]], dict[str, list[st
     return keys_of_sha, shas_of_pixels
 
 
-@dataclasses.dataclass(frozen=True)
-class ImagePair:
-    """Two image keys that are duplicates: ``kind`` exact|near, ``match`` bytes|pixels|perceptual."""
-
-    a: str
-    b: str
-    kind: str
-    match: str
-    distance: int
-
-
-def _is_against(key: str) -> bool:
-    return key.startswith("against:")
-
-
-def image_pairs(images: ImageIndex, threshold: int = image_hashes.NEAR_THRESHOLD) -> list[ImagePair]:
-    """Every pair of image keys that are exact (same bytes or pixels) or near duplicates.
-
-    Pairs whose two images both come from ``--against`` folders are left out (the audit is
-    about the dataset; an --against image is always ``b``). Sorted: exact first, then by
-    distance, then by key.
-    """
+def find_clusters(images: ImageIndex, threshold: int = image_hashes.NEAR_THRESHOLD) -> Clusters:
+    """Exact (same bytes or pixels) and near-duplicate clusters of every image key
+    (:mod:`mm_skin.audit_clusters`: union-find over streamed links, memory linear in images)."""
     keys_of_sha, shas_of_pixels = _groups(images)
-    found: dict[tuple[str, str], ImagePair] = {}
-
-    def note(pairs: Iterable[tuple[str, str]], kind: str, match: str, distance: int) -> None:
-        for a, b in pairs:
-            if a != b and not (_is_against(a) and _is_against(b)):
-                a, b = sorted((a, b), key=lambda key: (_is_against(key), key))  # dataset image first
-                found.setdefault((a, b), ImagePair(a, b, kind, match, distance))
-
-    for keys in keys_of_sha.values():
-        note(itertools.combinations(sorted(keys), 2), "exact", "bytes", 0)
-    for shas in shas_of_pixels.values():
-        for sha_a, sha_b in itertools.combinations(shas, 2):
-            note(itertools.product(keys_of_sha[sha_a], keys_of_sha[sha_b]), "exact", "pixels", 0)
-    groups = list(shas_of_pixels.values())
-    if groups:
-        hashes = np.stack([images.fingerprints[shas[0]].perceptual for shas in groups])
-        for (i, j), distance in sorted(image_hashes.near_pairs(hashes, threshold).items()):
-            keys_i = [key for sha in groups[i] for key in keys_of_sha[sha]]
-            keys_j = [key for sha in groups[j] for key in keys_of_sha[sha]]
-            note(itertools.product(keys_i, keys_j), "near", "perceptual", distance)
-    return sorted(found.values(), key=lambda p: (p.kind != "exact", p.distance, p.a, p.b))
+    perceptual = {shas[0]: images.fingerprints[shas[0]].perceptual for shas in shas_of_pixels.values()}
+    return image_clusters(keys_of_sha, shas_of_pixels, perceptual, threshold)
 
 
 def pair_json(images: ImageIndex, pair: ImagePair) -> dict[str, Any]:
     """One pair as audit.json writes it: both image ids, where each is, kind, match, distance."""
     def side(key: str) -> dict[str, Any]:
-        image_id = key.split("/", 1)[1] if _is_against(key) else key
-        return {"image_id": image_id, "in": sorted(images.where[key])}
+        return {"image_id": _shown_id(key), "in": sorted(images.where[key])}
 
     return {"kind": pair.kind, "match": pair.match, "distance": pair.distance,
             "a": side(pair.a), "b": side(pair.b)}
@@ -259,31 +228,17 @@ def _splits_of(labels: Iterable[str]) -> set[str]:
     return {label.rsplit("/", 1)[1] for label in labels if not _is_against(label)}
 
 
-def _twins(pairs: list[ImagePair]) -> dict[str, dict[str, set[str]]]:
-    """key -> {"exact": partner keys, "near": partner keys}."""
-    twins: dict[str, dict[str, set[str]]] = defaultdict(lambda: {"exact": set(), "near": set()})
-    for pair in pairs:
-        twins[pair.a][pair.kind].add(pair.b)
-        twins[pair.b][pair.kind].add(pair.a)
-    return twins
+def _rooted(where: dict[str, set[str]], union: UnionFind, splits: Iterable[str]) -> dict[str, set[str]]:
+    """cluster root -> the keys of ``splits`` in that cluster."""
+    found: dict[str, set[str]] = defaultdict(set)
+    wanted = set(splits)
+    for key, labels in where.items():
+        if _splits_of(labels) & wanted:
+            found[union.root(key)].add(key)
+    return found
 
 
-def _clusters(keys: Iterable[str], pairs: list[ImagePair]) -> dict[str, str]:
-    """key -> a representative key of its group of exact / near twins (union-find)."""
-    parent = {key: key for key in keys}
-
-    def root(key: str) -> str:
-        while parent.setdefault(key, key) != key:
-            parent[key] = parent[parent[key]]
-            key = parent[key]
-        return key
-
-    for pair in pairs:
-        parent[root(pair.a)] = root(pair.b)
-    return {key: root(key) for key in parent}
-
-
-def split_summary(collected: Collected, pairs: list[ImagePair], test: str, train: str,
+def split_summary(collected: Collected, clusters: Clusters, test: str, train: str,
                   near_qa: dict[str, set[str]]) -> dict[str, Any]:
     """How many ``test`` images and QA pairs have a twin in ``train``.
 
@@ -294,17 +249,19 @@ def split_summary(collected: Collected, pairs: list[ImagePair], test: str, train
     answer text is in train (on any image), exactly or nearly.
     """
     where = collected.images.where
-    twins = _twins(pairs)
     test_keys, train_keys = ({k for k, labels in where.items() if name in _splits_of(labels)}
                              for name in (test, train))
     same = test_keys & train_keys
-    exact = {k for k in test_keys - same if twins[k]["exact"] & train_keys}
-    near = {k for k in test_keys - same - exact if twins[k]["near"] & train_keys}
+    exact_train, near_train = (_rooted(where, union, [train]) for union in (clusters.exact, clusters.near))
+    exact = {k for k in test_keys - same if exact_train.get(clusters.exact.root(k))}
+    near = {k for k in test_keys - same - exact if near_train.get(clusters.near.root(k))}
     # the train side of those twins: what `image_in_test` (same id) does not filter out
-    train_exact = {t for k in test_keys for t in twins[k]["exact"] & train_keys} - test_keys
-    train_near = {t for k in test_keys for t in twins[k]["near"] & train_keys} - test_keys - train_exact
+    # over distinct clusters: a cluster of many test and many train copies is walked once, not per pair
+    exact_roots, near_roots = ({union.root(k) for k in test_keys} for union in (clusters.exact, clusters.near))
+    train_exact = set().union(*(exact_train.get(r, ()) for r in exact_roots)) - test_keys
+    train_near = set().union(*(near_train.get(r, ()) for r in near_roots)) - test_keys - train_exact
     leaked = same | exact | near
-    cluster = _clusters(where, pairs)
+    cluster = {key: clusters.near.root(key) for key in where}
     train_qa = {r.qa for r in collected.qa if r.split == train}
     train_questions = {(cluster[r.image], r.question) for r in collected.qa if r.split == train and r.image}
     test_qa = [r for r in collected.qa if r.split == test]
@@ -325,17 +282,21 @@ def split_summary(collected: Collected, pairs: list[ImagePair], test: str, train
     }
 
 
-def against_summary(collected: Collected, pairs: list[ImagePair], folder: sources.AgainstFolder) -> dict[str, Any]:
-    """How many images of an ``--against`` folder have an exact / near twin in each dataset split."""
+def against_summary(collected: Collected, clusters: Clusters, folder: sources.AgainstFolder) -> dict[str, Any]:
+    """How many images of an ``--against`` folder have an exact twin in each dataset split, and
+    how many have only a near one (a twin in the same near cluster but none in the exact one)."""
     where = collected.images.where
     label = f"against:{folder.name}"
-    twins = _twins(pairs)
     keys = [key for key, labels in where.items() if label in labels]
     twin_in: dict[str, dict[str, int]] = {}
     for split in sorted(_splits_of(itertools.chain.from_iterable(where.values()))):
-        twin_in[split] = {kind: sum(any(split in _splits_of(where[p]) for p in twins[key][kind]) for key in keys)
-                          for kind in ("exact", "near")}
-    return {"folder": str(folder.root), "images": len(folder.files), "skipped": folder.skipped,
+        exact, near = (_rooted(where, union, [split]) for union in (clusters.exact, clusters.near))
+        has_exact = [key for key in keys if exact.get(clusters.exact.root(key))]
+        twin_in[split] = {"exact": len(has_exact),
+                          "near": sum(bool(near.get(clusters.near.root(key))) for key in keys) - len(has_exact)}
+    dataset_ids = {key for key in where if not _is_against(key)}
+    same_id = sum(_shown_id(key) in dataset_ids for key in keys)
+    return {"folder": str(folder.root), "images": folder.images, "same_image_id": same_id, "skipped": folder.skipped,
             "twin_in_split": twin_in}
 
 
@@ -390,9 +351,10 @@ def audit(dataset: str | os.PathLike[str], against: Iterable[str | os.PathLike[s
             yield from sources.iter_against(folder)
 
     if total is not None:
-        total += sum(len(folder.files) for folder in folders)
+        total += sum(folder.images for folder in folders)
     collected = collect(all_rows(), num_proc, total, progress)
-    pairs = image_pairs(collected.images)
+    clusters = find_clusters(collected.images)
+    pairs = clusters.pairs()
     texts = {name: text_findings(index) for name, index in collected.texts.items()}
     near_qa: dict[str, set[str]] = defaultdict(set)
     for pair in texts["qa"]["near_pairs"]:
@@ -406,17 +368,65 @@ def audit(dataset: str | os.PathLike[str], against: Iterable[str | os.PathLike[s
                    "distinct_contents": len(collected.images.fingerprints)},
         "thresholds": {"image_near_max_distance": image_hashes.NEAR_THRESHOLD,
                        "image_hash_bits": 128, "text_near_min_jaccard": NEAR_JACCARD},
-        "summary": {"splits": {f"{test} vs train": split_summary(collected, pairs, test, "train", near_qa)
+        "summary": {"splits": {f"{test} vs train": split_summary(collected, clusters, test, "train", near_qa)
                                for test in sorted(splits - {"train"}) if "train" in splits},
-                    "against": {folder.name: against_summary(collected, pairs, folder) for folder in folders}},
+                    "against": {folder.name: against_summary(collected, clusters, folder) for folder in folders}},
+        "image_clusters": cluster_json(collected.images, clusters),
         "image_pairs": [pair_json(collected.images, pair) for pair in pairs],
         "texts": texts,
+        "label_conflicts": label_conflicts(collected, clusters),
         "errors": _errors(collected.images),
         "conflicts": collected.images.conflicts,
     }
     write_outputs(Path(out), report, lambda keys: fetch_images(all_rows(), keys),
                   [(pair.a, pair.b, pair.distance) for pair in pairs if pair.kind == "near"])
     return report
+
+
+def _shown_id(key: str) -> str:
+    """An image key as audit.json shows it (an --against image without its ``against:NAME/``)."""
+    return key.split("/", 1)[1] if _is_against(key) else key
+
+
+def label_conflicts(collected: Collected, clusters: Clusters) -> list[dict[str, Any]]:
+    """Images (one id, or exact twins by bytes or pixels) labelled with two different classes.
+
+    ``within`` a config (one image under two labels of one label set), or ``across`` an
+    ``--against`` folder and the dataset (spellings compared by
+    :func:`~mm_skin.benchmarks.spec.normalise_label`; label sets that name other things, e.g.
+    DDI's malignancy vs a diagnosis, differ by design: judge them).
+    """
+    groups: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for key, labels in collected.labels.items():
+        for config, label in labels:
+            groups[clusters.exact.root(key)].append((key, config, label))
+    found = []
+    for members in groups.values():
+        by_config: dict[str, set[str]] = defaultdict(set)
+        for _, config, label in members:
+            by_config[config].add(label)
+        within = sorted(c for c, labels in by_config.items() if len(labels) > 1)
+        against = {normalise_label(lb) for c, labels in by_config.items() if _is_against(c) for lb in labels}
+        ours = {normalise_label(lb) for c, labels in by_config.items() if not _is_against(c) for lb in labels}
+        across = bool(against and ours and not against & ours)
+        if within or across:
+            found.append({"scope": "within" if within else "across", "configs": within,
+                          "images": [{"image_id": _shown_id(key), "config": config, "label": label}
+                                     for key, config, label in sorted(members)]})
+    return sorted(found, key=lambda c: c["images"][0]["image_id"])
+
+
+def cluster_json(images: ImageIndex, clusters: Clusters) -> list[dict[str, Any]]:
+    """Each cluster holding a dataset image: kind (exact when every member has the same bytes or
+    pixels), size, member ids and where each is; largest first. Its example pairs are in ``image_pairs``."""
+    out = []
+    for root, keys in clusters.members().items():
+        if all(_is_against(key) for key in keys):
+            continue
+        kind = "exact" if len({clusters.exact.root(key) for key in keys}) == 1 else "near"
+        out.append({"kind": kind, "size": len(keys), "example_pairs": len(clusters.examples.get(root, [])),
+                    "images": [{"image_id": _shown_id(key), "in": sorted(images.where[key])} for key in keys]})
+    return sorted(out, key=lambda c: (-c["size"], c["images"][0]["image_id"]))
 
 
 def _errors(images: ImageIndex) -> list[dict[str, Any]]:
@@ -470,6 +480,9 @@ def run_audit_command(options: AuditOptions) -> int:
 
 def summary_line(report: dict[str, Any], out: str | os.PathLike[str]) -> str:
     """The one line both commands print after an audit: pairs found, unreadable images, where."""
-    near = sum(pair["kind"] == "near" for pair in report["image_pairs"])
-    return (f"audit: {len(report['image_pairs']) - near} exact and {near} near-duplicate image pairs, "
+    clusters = report["image_clusters"]
+    near = sum(cluster["kind"] == "near" for cluster in clusters)
+    images = sum(cluster["size"] for cluster in clusters)
+    return (f"audit: {len(clusters) - near} exact and {near} near-duplicate image clusters ({images} images), "
+            f"{len(report.get('label_conflicts') or [])} label conflicts, "
             f"{len(report['errors'])} unreadable images; see {Path(out) / 'audit.md'}")

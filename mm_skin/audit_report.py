@@ -122,8 +122,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", f"{report['images']['ids']} image ids, {report['images']['distinct_contents']} distinct "
               f"image contents. Thresholds: {json.dumps(report['thresholds'])}.", ""]
     lines += render_card_section(report["summary"], report["dataset"]).splitlines()
+    clusters = report["image_clusters"]
+    lines += ["", "## Duplicate image clusters", "",
+              f"{len(clusters)} clusters of exact or near-duplicate images "
+              f"({sum(c['size'] for c in clusters)} images); the largest:", ""]
+    lines += _table(["kind", "images", "first members"],
+                    [[c["kind"], c["size"], ", ".join(_side(m) for m in c["images"][:3])]
+                     for c in clusters[:_LISTED_PAIRS]])
     counts = Counter((pair["kind"], pair["match"]) for pair in pairs)
-    lines += ["", "## Image pairs", ""] + _table(
+    lines += ["", "## Example image pairs (a few per cluster)", ""] + _table(
         ["kind", "match", "pairs"], [[kind, match, n] for (kind, match), n in sorted(counts.items())])
     lines += ["", f"First {min(len(pairs), _LISTED_PAIRS)} of {len(pairs)} (all in audit.json); "
               f"the closest near pairs are drawn in `{CONTACT_SHEET}`.", ""]
@@ -139,8 +146,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"- near ({p['jaccard']}): \"{p['a'][:80]}\" ~ \"{p['b'][:80]}\"" for p in near[:_LISTED_TEXTS]]
         lines += [""]
     for folder in report["summary"]["against"].values():
-        lines += [f"`--against {folder['folder']}`: {folder['images']} images read; skipped: "
+        lines += [f"`--against {folder['folder']}`: {folder['images']} images read, "
+                  f"{folder.get('same_image_id', 0)} with an image id of the dataset; skipped: "
                   f"{folder['skipped'] or 'nothing'}.", ""]
+    conflicts = report.get("label_conflicts") or []
+    lines += ["## Label conflicts", "", f"{len(conflicts)} images (by id or exact twin) carry two different "
+              "labels" + (":" if conflicts else "."), ""]
+    lines += [f"- {c['scope']}: " + "; ".join(f"`{m['image_id']}` {m['config']} = {m['label']!r}" for m in c["images"][:4])
+              for c in conflicts[:_LISTED_TEXTS]]
+    lines += [""] if conflicts else []
     if report["errors"] or report["conflicts"]:
         lines += ["## Images not audited", ""]
         lines += [f"- `{e['image_id']}` ({', '.join(e['in'])}): {e['error']}" for e in report["errors"]]

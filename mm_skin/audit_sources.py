@@ -45,16 +45,26 @@ class SourceRow:
     images: list[bytes | None]  # undecoded bytes, parallel to image_ids (None: missing)
     qa: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (question, answer)
     captions: list[str] = dataclasses.field(default_factory=list)
+    label: str | None = None  # the class name of a classification row (``label`` ClassLabel)
 
 
 @dataclasses.dataclass
 class AgainstFolder:
-    """The image files of one ``--against`` folder, and what was skipped while walking it."""
+    """The image files of one ``--against`` folder, and what was skipped while walking it; or,
+    for a built folder (one with a card, e.g. ``mm-skin benchmark build``), its default config's
+    Parquet files (``splits``) and row count."""
 
     name: str
     root: Path
     files: list[Path]
     skipped: dict[str, int]  # reason -> count (symbolic link, not an image file, ...)
+    splits: dict[tuple[str, str], list[Path]] | None = None
+    rows: int = 0
+
+    @property
+    def images(self) -> int:
+        """How many images the folder holds (rows of a built folder)."""
+        return self.rows if self.splits is not None else len(self.files)
 
 
 def _image_id(value: dict[str, Any] | None, fallback: str) -> str:
@@ -77,8 +87,10 @@ def _texts_of_messages(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return pairs
 
 
-def source_row(config: str, split: str, index: int, record: dict[str, Any]) -> SourceRow:
-    """A :class:`SourceRow` from one dataset record (image columns undecoded: ``{bytes, path}``)."""
+def source_row(config: str, split: str, index: int, record: dict[str, Any],
+               label_names: list[str] | None = None) -> SourceRow:
+    """A :class:`SourceRow` from one dataset record (image columns undecoded: ``{bytes, path}``);
+    ``label_names``: the class names of its ``label`` ClassLabel column."""
     if "images" in record:  # the instruct config: a list of images and a chat
         images = record["images"] or []
         ids = [_image_id(image, f"{config}/{split}/{index}/{k}") for k, image in enumerate(images)]
@@ -91,7 +103,25 @@ def source_row(config: str, split: str, index: int, record: dict[str, Any]) -> S
         row.qa.append((record["question"], record.get("answer") or ""))
     if record.get("caption") is not None:
         row.captions.append(record["caption"])
+    label = record.get("label")
+    if label_names and isinstance(label, int) and 0 <= label < len(label_names):
+        row.label = label_names[label]
     return row
+
+
+def parquet_label_names(path: Path) -> list[str] | None:
+    """The class names of a Parquet file's ``label`` ClassLabel (from the features ``datasets``
+    stores in the schema metadata), or None."""
+    import json
+
+    metadata = pq.read_schema(path).metadata or {}
+    try:
+        features = json.loads(metadata.get(b"huggingface", b"{}"))["info"]["features"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    label = features.get("label") if isinstance(features, dict) else None
+    names = label.get("names") if isinstance(label, dict) and label.get("_type") == "ClassLabel" else None
+    return names if isinstance(names, list) else None
 
 
 def _inside(root: Path, relative: str, what: str) -> list[Path]:
@@ -151,9 +181,10 @@ def iter_folder(splits: dict[tuple[str, str], list[Path]]) -> Iterator[SourceRow
     for (config, split), paths in splits.items():
         index = 0
         for path in paths:
+            names = parquet_label_names(path)
             for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
                 for record in batch.to_pylist():
-                    yield source_row(config, split, index, record)
+                    yield source_row(config, split, index, record, names)
                     index += 1
 
 
@@ -190,8 +221,10 @@ def iter_hub(repo_id: str, configs: list[str]) -> Iterator[SourceRow]:
                         stream = stream.cast_column(column, datasets.Image(decode=False))
                     elif isinstance(getattr(feature, "feature", None), datasets.Image):
                         stream = stream.cast_column(column, datasets.List(datasets.Image(decode=False)))
+                label = (stream.features or {}).get("label")
+                names = list(label.names) if isinstance(label, datasets.ClassLabel) else None
                 for index, record in enumerate(stream):
-                    yield source_row(config, split, index, record)
+                    yield source_row(config, split, index, record, names)
 
 
 def walk_against(folder: str | os.PathLike[str]) -> AgainstFolder:
@@ -199,6 +232,12 @@ def walk_against(folder: str | os.PathLike[str]) -> AgainstFolder:
     root = Path(folder).resolve()
     if not root.is_dir():
         raise AuditInputError(f"--against {folder}: not a folder; give a folder of images")
+    splits = _built_folder_splits(root)
+    if splits is not None:
+        default = _default_config(root, splits)
+        splits = {key: paths for key, paths in splits.items() if key[0] == default}
+        return AgainstFolder(name=root.name, root=root, files=[], skipped={}, splits=splits,
+                             rows=count_folder_rows(splits))
     files: list[Path] = []
     skipped: dict[str, int] = {}
     pending = [root]
@@ -221,8 +260,35 @@ def walk_against(folder: str | os.PathLike[str]) -> AgainstFolder:
     return AgainstFolder(name=root.name, root=root, files=sorted(files), skipped=skipped)
 
 
+def _built_folder_splits(root: Path) -> dict[tuple[str, str], list[Path]] | None:
+    """The splits of a built folder (a README.md whose front matter lists ``configs``), else None."""
+    from huggingface_hub import metadata_load
+
+    readme = root / "README.md"
+    try:
+        has_configs = readme.is_file() and bool((metadata_load(readme) or {}).get("configs"))
+    except (ValueError, yaml.YAMLError):
+        has_configs = False
+    return folder_splits(root) if has_configs else None
+
+
+def _default_config(root: Path, splits: dict[tuple[str, str], list[Path]]) -> str:
+    """The config a built folder marks ``default: true`` (else its first)."""
+    from huggingface_hub import metadata_load
+
+    configs = (metadata_load(root / "README.md") or {}).get("configs") or []
+    marked = [c.get("config_name", "default") for c in configs if c.get("default")]
+    return marked[0] if marked else next(iter(splits))[0]
+
+
 def iter_against(folder: AgainstFolder) -> Iterator[SourceRow]:
-    """One :class:`SourceRow` per image file of an ``--against`` folder (id: its relative path)."""
+    """The rows of an ``--against`` folder: one per image file (id: its relative path), or the
+    default config's rows of a built folder (id: its ``image_id``), all under ``against:NAME``."""
+    if folder.splits is not None:
+        for row in iter_folder(folder.splits):
+            row.config, row.split = f"against:{folder.name}", ""
+            yield row
+        return
     for index, path in enumerate(folder.files):
         relative = path.relative_to(folder.root).as_posix()
         yield SourceRow(f"against:{folder.name}", "", index, [relative], [path.read_bytes()])

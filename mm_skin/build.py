@@ -244,6 +244,15 @@ def _parent_locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _make_parent(out_path: Path, out: str | os.PathLike[str]) -> None:
+    """Create OUT's parent folder and remove temporaries that killed builds left there."""
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out_path)
+    except OSError as e:
+        raise ReleaseError(f"--out {out}: cannot create it ({e.strerror or e}); choose a folder you can write to") from None
+
+
 def _move_into_place(tmp: Path, out: Path, *, overwrite: bool, force: bool) -> None:
     """Rename the finished ``tmp`` to ``out``, checking ``out`` again at the swap.
 
@@ -319,33 +328,15 @@ def build(
         max_shard_bytes = parse_size(max_shard_size)
     except ValueError as e:
         raise ReleaseError(f"--max-shard-size: {e}") from None
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(out_path)
-    except OSError as e:
-        raise ReleaseError(f"--out {out}: cannot create it ({e.strerror or e}); choose a folder you can write to") from None
-    tmp: Path | None = None
+    _make_parent(out_path, out)
     num_proc = num_proc or min(4, os.cpu_count() or 1)
-    with _terminate_cleanly():
-        try:
-            # unique per process AND call: builds in threads of one process do not share it
-            tmp = out_path.parent / f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-            tmp.mkdir()
-            shards, context = _write_folder(plan, tmp, strict=strict, card=card, progress=progress,
-                                            num_proc=num_proc, max_shard_bytes=max_shard_bytes)
-            audited = None
-            if audit_path is not None and context is not None:
-                audited = _audit_into_card(tmp, context, name=str(out_path), out=audit_path, num_proc=num_proc,
-                                           progress=progress)
-            _move_into_place(tmp, out_path, overwrite=overwrite, force=force)
-        except BaseException as e:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, BuildTerminated):
-                logger.warning("mm-skin build: terminated (SIGTERM); removed the unfinished %s", tmp)
-            if isinstance(e, OSError):
-                raise _write_error(e, out_path) from None
-            raise
+    with replacing(out_path, overwrite=overwrite, force=force) as tmp:
+        shards, context = _write_folder(plan, tmp, strict=strict, card=card, progress=progress,
+                                        num_proc=num_proc, max_shard_bytes=max_shard_bytes)
+        audited = None
+        if audit_path is not None and context is not None:
+            audited = _audit_into_card(tmp, context, name=str(out_path), out=audit_path, num_proc=num_proc,
+                                       progress=progress)
     return BuildResult(out=out_path, report=plan.report, shards=shards, seconds=time.perf_counter() - t0,
                        audit=audited, audit_out=audit_path)
 
@@ -387,3 +378,47 @@ def _audit_into_card(tmp: Path, context: dict[str, Any], *, name: str, out: Path
                            "choose a writable folder") from None
     (tmp / "README.md").write_text(render_dataset_card(context, found["summary"]), encoding="utf-8")
     return found
+
+
+@contextlib.contextmanager
+def replacing(out_path: Path, *, overwrite: bool, force: bool) -> Iterator[Path]:
+    """A new temporary folder beside ``out_path`` that replaces it when the block ends without error.
+
+    SIGTERM and errors remove the temporary folder (``out_path`` stays as it was); write errors
+    become one-line :class:`ReleaseError`. ``out_path`` was checked by the caller
+    (:func:`_out_path`, :func:`_check_replaceable`) and is checked again at the swap.
+    """
+    tmp: Path | None = None
+    with _terminate_cleanly():
+        try:
+            # unique per process AND call: builds in threads of one process do not share it
+            tmp = out_path.parent / f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+            tmp.mkdir()
+            yield tmp
+            _move_into_place(tmp, out_path, overwrite=overwrite, force=force)
+        except BaseException as e:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, BuildTerminated):
+                logger.warning("mm-skin build: terminated (SIGTERM); removed the unfinished %s", tmp)
+            if isinstance(e, OSError):
+                raise _write_error(e, out_path) from None
+            raise
+
+
+@contextlib.contextmanager
+def guarded_output(out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None], *,
+                   overwrite: bool, force: bool) -> Iterator[Path]:
+    """:func:`replacing` with the checks of :func:`build`, for any other builder of a folder.
+
+    ``out`` may not overlap ``inputs`` (the first is the source folder); an existing ``out`` is
+    replaced only with ``overwrite`` (and only an earlier build unless ``force``). The block must
+    write a build report (:data:`REPORT_FILE`) so that a later ``--overwrite`` recognises it.
+    """
+    out_path = _out_path(out)
+    _refuse_overlap(out_path, list(inputs))
+    if os.path.lexists(out_path):
+        _check_replaceable(out_path, overwrite=overwrite, force=force)
+    _make_parent(out_path, out)
+    with replacing(out_path, overwrite=overwrite, force=force) as tmp:
+        yield tmp

@@ -124,21 +124,17 @@ def perceptual_distance(a: np.ndarray, b: np.ndarray) -> int:
     return int(min(one, other))
 
 
-def near_pairs(
-    perceptual: np.ndarray, threshold: int = NEAR_THRESHOLD, block: int = 256,
-) -> dict[tuple[int, int], int]:
-    """Pairs ``(i, j)``, ``i < j``, of rows of ``perceptual`` (n, VARIANTS, 2) within ``threshold``.
+def iter_near_pairs(perceptual: np.ndarray, threshold: int = NEAR_THRESHOLD,
+                    block: int = 256) -> Iterator[tuple[int, int, int]]:
+    """``(i, j, distance)`` for rows of ``perceptual`` (n, VARIANTS, 2) within ``threshold``, streamed.
 
     Every crop of a block of rows is compared with the whole of every row (numpy XOR + popcount),
-    so the work is vectorised and memory is ``block * n`` bytes per crop, never ``n * n``.
-
-    >>> hashes = np.zeros((3, VARIANTS, 2), dtype=np.uint64); hashes[2] = np.uint64(2**64 - 1)
-    >>> near_pairs(hashes)
-    {(0, 1): 0}
+    so the work is vectorised and memory is ``block * n`` bytes per crop, never ``n * n``; nothing
+    is kept between blocks, so a caller that folds the pairs into clusters stays linear in ``n``.
+    A pair may come twice (once per direction of the crop search), with ``i != j`` in any order.
     """
     n = len(perceptual)
     whole_p, whole_d = perceptual[:, 0, 0], perceptual[:, 0, 1]
-    pairs: dict[tuple[int, int], int] = {}
     for start in range(0, n, block):
         rows = perceptual[start:start + block]
         best = np.full((len(rows), n), 255, dtype=np.uint8)
@@ -147,9 +143,22 @@ def near_pairs(
             distance += np.bitwise_count(rows[:, variant, 1, None] ^ whole_d[None, :])
             np.minimum(best, distance, out=best)
         for i, j in zip(*np.nonzero(best <= threshold), strict=True):
-            i = int(i) + start
-            j = int(j)
-            if i != j:
-                key = (min(i, j), max(i, j))
-                pairs[key] = min(pairs.get(key, 255), int(best[i - start, j]))
+            if int(i) + start != int(j):
+                yield int(i) + start, int(j), int(best[i, j])
+
+
+def near_pairs(
+    perceptual: np.ndarray, threshold: int = NEAR_THRESHOLD, block: int = 256,
+) -> dict[tuple[int, int], int]:
+    """Pairs ``(i, j)``, ``i < j``, of rows of ``perceptual`` within ``threshold`` (the smaller
+    distance of the two directions), as a dict: for small inputs; large ones use :func:`iter_near_pairs`.
+
+    >>> hashes = np.zeros((3, VARIANTS, 2), dtype=np.uint64); hashes[2] = np.uint64(2**64 - 1)
+    >>> near_pairs(hashes)
+    {(0, 1): 0}
+    """
+    pairs: dict[tuple[int, int], int] = {}
+    for i, j, distance in iter_near_pairs(perceptual, threshold, block):
+        key = (min(i, j), max(i, j))
+        pairs[key] = min(pairs.get(key, 255), distance)
     return pairs

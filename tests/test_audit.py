@@ -291,7 +291,7 @@ def test_command_line_derived_from_audit_options(planted_folder, tmp_path, capsy
     cli.add_command(cli.add_subcommands(parser), "audit", AuditOptions, run_audit_command, "audit")
     code = cli.run_main(parser, ["audit", str(folder), "--out", str(tmp_path / "o"), "--num-proc", "1"])
     assert code == ExitCode.OK
-    assert "2 exact and 1 near-duplicate image pairs" in capsys.readouterr().out
+    assert "2 exact and 1 near-duplicate image clusters (6 images), 0 label conflicts" in capsys.readouterr().out
     assert (tmp_path / "o" / "audit.json").is_file()
 
 

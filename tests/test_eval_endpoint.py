@@ -140,7 +140,7 @@ def test_zeroshot_through_an_endpoint(tmp_path):
         assert main(["eval", "zeroshot", "--endpoint", f"{server.url}/v1", "--model-name", "m", "--labels",
                      str(tmp_path / "labels.csv"), "--images", str(images), "--out", str(tmp_path / "out")]) == 0
     records = [json.loads(line) for line in _lines(tmp_path / "out" / "predictions.jsonl")]
-    assert [r["id"] for r in records] == ["row-1", "row-2", "row-3"]
+    assert [r["id"] for r in records] == ["0.png", "1.png", "2.png"]
     question = records[0]["question"]
     assert question.startswith("This is a skin lesion image. From the following categories: Melanoma, Nevus")
     tags = [image_tag((images / f"{i}.png").read_bytes()) for i in range(3)]

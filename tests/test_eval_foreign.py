@@ -172,19 +172,25 @@ def test_zeroshot_prompts_out_answers_in(tmp_path, capsys):
     csv_path, images = _label_files(tmp_path)
     doc = zeroshot_run(tmp_path, csv_path, images, "api-model", good=6)
     prompts = [json.loads(line) for line in (tmp_path / "api-model-prompts.jsonl").read_text().splitlines()]
-    assert [p["id"] for p in prompts] == [f"row-{i}" for i in range(1, 10)]
+    assert [p["id"] for p in prompts] == [f"img{i}.png" for i in range(9)]  # image ids, not row numbers
     assert all(Path(p["image_path"]).is_file() for p in prompts)
     assert prompts[0]["prompt"] == build_prompt(["Basal Cell Carcinoma", "Melanoma", "Nevus"])
     assert doc["name"] == "api-model" and doc["coverage"]["complete"] and doc["metrics"]["n"] == 9
     assert doc["metrics"]["accuracy"] == pytest.approx(6 / 9)  # robust: "not X" is not an answer X
     assert doc["metrics_by_protocol"]["paper"]["accuracy"] == 1.0  # the paper's substring rule is fooled
 
-    # The same answers as a VLMEvalKit sheet (index = row number) score the same.
+    # The same answers as a VLMEvalKit sheet (index = image id) score the same; row numbers are refused.
     import pandas as pd
 
     answers = [json.loads(line)["prediction"] for line in (tmp_path / "api-model.jsonl").read_text().splitlines()]
     sheet = tmp_path / "Model_MMSkinZS.xlsx"
-    pd.DataFrame({"index": range(9), "question": [p["prompt"] for p in prompts], "prediction": answers}).to_excel(sheet, index=False)
+    pd.DataFrame({"index": [p["id"] for p in prompts], "question": [p["prompt"] for p in prompts],
+                  "prediction": answers}).to_excel(sheet, index=False)
+    by_number = tmp_path / "ByNumber_MMSkinZS.xlsx"
+    pd.DataFrame({"index": range(9), "prediction": answers}).to_excel(by_number, index=False)
+    assert main(["eval", "zeroshot", "--labels", str(csv_path), "--images", str(images), "--out",
+                 str(tmp_path / "n"), "--predictions", str(by_number)]) == 2
+    assert "matched by image id" in capsys.readouterr().err
     out = tmp_path / "sheet"
     assert main(["eval", "zeroshot", "--labels", str(csv_path), "--images", str(images), "--out", str(out),
                  "--predictions", str(sheet)]) == 0
@@ -194,6 +200,6 @@ def test_zeroshot_prompts_out_answers_in(tmp_path, capsys):
     base = ["eval", "zeroshot", "--labels", str(csv_path), "--images", str(images), "--out", str(tmp_path / "y")]
     assert main([*base, "--export-prompts", str(tmp_path / "api-model-prompts.jsonl")]) == 2
     assert main([*base, "--predictions", str(sheet), "--model", "m"]) == 2
-    (tmp_path / "part.jsonl").write_text(json.dumps({"id": "row-1", "prediction": "melanoma"}) + "\n")
+    (tmp_path / "part.jsonl").write_text(json.dumps({"id": "img0.png", "prediction": "melanoma"}) + "\n")
     assert main([*base, "--predictions", str(tmp_path / "part.jsonl")]) == 2
     assert "cover 1 of the split's 9 rows" in capsys.readouterr().err

@@ -15,7 +15,11 @@ Modules, one per concern:
 - :mod:`~skinvl.evaluation.vqa`: answers over a VQA split, then scoring;
 - :mod:`~skinvl.evaluation.labels`: the authors' classification label CSVs;
 - :mod:`~skinvl.evaluation.classification`: classification metrics and outputs;
+- :mod:`~skinvl.evaluation.benchmark_data`: a classification split of a benchmark folder / Hub id
+  (``mm-skin benchmark build``) as labels, images and group columns;
 - :mod:`~skinvl.evaluation.zeroshot`: generative zero-shot classification;
+- :mod:`~skinvl.evaluation.zeroshot_protocols`: its ``mcq`` and ``likelihood`` protocols;
+- :mod:`~skinvl.evaluation.groups`: metrics per group of a column (skin type...), intervals, gaps;
 - :mod:`~skinvl.evaluation.probe`: the linear probe on projector features;
 - :mod:`~skinvl.evaluation.bootstrap`: paired bootstrap CIs (metrics recomputed per resample);
 - :mod:`~skinvl.evaluation.compare`: ``eval compare``, the leaderboard of several runs;

@@ -80,6 +80,10 @@ def write_classification_outputs(
         report.markdown_table(payload["per_class"], ["recall", "support"], "class"),
         report.unavailable_notes(payload.get("unavailable", {})),
     ]
+    if payload.get("groups"):
+        from skinvl.evaluation.groups import groups_markdown
+
+        lines += ["", groups_markdown(payload["groups"])]
     report.write_markdown(out_dir, "\n".join(lines))
     report.plot_confusion(out_dir, cm["counts"], cm["rows"], cm["columns"], title)
 

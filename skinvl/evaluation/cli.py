@@ -22,7 +22,13 @@ from skinvl.evaluation.predictions import PredictionsFileError
 from skinvl.evaluation.probe import ProbeOptions, run_probe
 from skinvl.evaluation.runs import RunError
 from skinvl.evaluation.vqa import ScoreFileOptions, VQAOptions, run_score, run_vqa
-from skinvl.evaluation.zeroshot import ZeroShotOptions, export_prompts, run_zeroshot, zeroshot_rows
+from skinvl.evaluation.zeroshot import (
+    ZeroShotOptions,
+    export_prompts,
+    run_zeroshot,
+    zeroshot_inputs,
+)
+from skinvl.evaluation.zeroshot_protocols import mcq_rows
 
 # Bad input of any kind: one line naming the file / row / value and the fix, exit code 2.
 BAD_INPUT = (EndpointError, ImageFileError, LabelFileError, ModelError, PredictionsFileError, RunError)
@@ -70,10 +76,12 @@ def _zeroshot(options: ZeroShotOptions) -> dict[str, Any] | None:
     """``eval zeroshot``: with --export-prompts write the prompts and stop (no payload), else run and score."""
     if not options.export_prompts:
         return run_zeroshot(options)
-    labels, rows, paths = zeroshot_rows(options)
+    labels, rows, _, refs = zeroshot_inputs(options)
     for line in labels.warnings():
         print(f"warning: {line}", file=sys.stderr)
-    path = export_prompts(rows, paths, options.export_prompts)
+    if options.protocol == "mcq":  # the lettered questions, one row per (image, option order)
+        rows = mcq_rows(rows, labels.classes)
+    path = export_prompts(rows, [refs[row.index] for row in rows], options.export_prompts)
     print(f"wrote {len(rows)} prompts to {path}: answer each, then score them with --predictions FILE "
           "(JSON lines with the same 'id' and your model's 'prediction')")
     return None
@@ -118,9 +126,12 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
     ("zeroshot", ZeroShotOptions, _guarded(_zeroshot, _zeroshot_line),
      "generative zero-shot classification with the paper's prompt",
      "Ask 'This is a skin lesion image. From the following categories: ..., which one is the diagnosis?' "
-     "for each image of a label CSV (local model or --endpoint, resumable) and parse the answer with the "
-     "paper's and the robust parser. Answers made elsewhere: --export-prompts FILE writes the exact prompts, "
-     "--predictions FILE scores the answers (ours, an lmms-eval sample log or a VLMEvalKit sheet)."),
+     "for each image of a label CSV or of a benchmark folder / Hub id (--data; `mm-skin benchmark build`) with a "
+     "local model or --endpoint (resumable), and parse the answer with the paper's and the robust parser; or "
+     "--protocol mcq (lettered options in several orders) or likelihood (class names scored by the model). "
+     "--group-by COLUMN adds per-group metrics with intervals and the worst-best gap. Answers made elsewhere: "
+     "--export-prompts FILE writes the exact prompts, --predictions FILE scores the answers (ours, an lmms-eval "
+     "sample log or a VLMEvalKit sheet), matched by image id."),
     ("compare", CompareOptions, _compare, "leaderboard of several runs + paired bootstrap CIs of their differences",
      "Compare run folders (VQA or zero-shot, the first is the baseline): results.md/results.json/compare.png with "
      "overall and per-modality scores for each protocol, and each run's difference from the first with a paired "
@@ -129,7 +140,8 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
     ("probe", ProbeOptions, _guarded(run_probe, _probe_line),
      "the paper's linear probe on mean-pooled projector features",
      "StandardScaler + LogisticRegression, C by 5-fold stratified CV on ROC-AUC; features are cached per "
-     "model and image file."),
+     "model and image. Train / test from label CSVs or from two splits of a benchmark folder (--data); "
+     "--group-by COLUMN adds per-group accuracy, balanced accuracy and AUROC with intervals."),
 )
 
 

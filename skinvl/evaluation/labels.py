@@ -105,11 +105,17 @@ def _find_columns(fieldnames: list[str], path: Path) -> tuple[str, str]:
     return fieldnames[found["image"]], fieldnames[found["label (categories)"]]
 
 
+def image_key(image: str) -> str:
+    """An image path as written in a label file, normalised: "a/x.png", "./a/x.png" and
+    "a\\x.png" name one file."""
+    return posixpath.normpath(image.replace("\\", "/"))
+
+
 def _conflicts(rows: list[LabeledImage]) -> list[dict]:
     """Images listed more than once with different labels: ``{"image", "rows": [{"row", "label"}]}``."""
     by_image: dict[str, list[LabeledImage]] = {}
-    for r in rows:  # "a/x.png" and "./a/x.png" name one file
-        by_image.setdefault(posixpath.normpath(r.image.replace("\\", "/")), []).append(r)
+    for r in rows:
+        by_image.setdefault(image_key(r.image), []).append(r)
     return [{"image": same[0].image, "rows": [{"row": r.row, "label": r.label} for r in same]}
             for same in by_image.values() if len({r.label for r in same}) > 1]
 

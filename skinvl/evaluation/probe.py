@@ -32,9 +32,17 @@ from typing import Any
 
 import numpy as np
 
+from skinvl.evaluation.benchmark_data import load_classification_split
 from skinvl.evaluation.classification import classification_metrics, write_classification_outputs
+from skinvl.evaluation.groups import group_metrics
 from skinvl.evaluation.images import LazyImages
-from skinvl.evaluation.labels import read_label_csv, resolve_images
+from skinvl.evaluation.labels import (
+    LabeledImage,
+    LabelFile,
+    LabelFileError,
+    read_label_csv,
+    resolve_images,
+)
 from skinvl.evaluation.models import MODEL_HELP, LoadedModel, ModelError, ModelOptions, load_model
 
 C_GRID = 10 ** np.linspace(-5, 1, 10)
@@ -79,6 +87,11 @@ def file_key(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def bytes_key(data: bytes) -> str:
+    """:func:`file_key` of bytes already in memory (the same key as the file holding them)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _load_cached(folder: Path, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -126,13 +139,14 @@ def _pool(model, pixel_values):
 def extract_features(
     model,
     processor,
-    image_paths: Sequence[str | Path],
+    image_paths: Sequence[str | Path] | LazyImages,
     *,
     batch_size: int = 16,
     cache_dir: str | Path | None = None,
     description: str = "features",
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """Mean-pooled projector features of ``image_paths`` (float32, one row per image), cached.
+    """Mean-pooled projector features of ``image_paths`` (files, or a :class:`LazyImages` of a
+    dataset's original bytes; float32, one row per image), cached by the bytes' hash.
 
     Returns the features and ``{"cached": n, "computed": m}`` (+ ``"replaced"``: the unreadable cache
     files that were recomputed, when there were any).
@@ -143,11 +157,13 @@ def extract_features(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = cache / model_key(model, processor)
     folder.mkdir(parents=True, exist_ok=True)
-    keys = [file_key(p) for p in image_paths]
+    images = image_paths if isinstance(image_paths, LazyImages) else LazyImages.from_files(image_paths)
+    keys = ([file_key(p) for p in image_paths] if not isinstance(image_paths, LazyImages)
+            else [bytes_key(images.raw(i)) for i in range(len(images))])
     vectors, bad = _load_cached(folder, keys)
     todo_keys = list(dict.fromkeys(k for k in keys if k not in vectors))
-    first_path = {k: p for k, p in zip(reversed(keys), reversed(list(image_paths)), strict=True)}
-    todo_images = LazyImages.from_files([first_path[k] for k in todo_keys])
+    first_index = {k: i for i, k in reversed(list(enumerate(keys)))}
+    todo_images = images.take([first_index[k] for k in todo_keys])
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     image_processor = getattr(processor, "image_processor", processor)
@@ -240,9 +256,17 @@ class ProbeOptions(ModelOptions):
 
     model: str = field(metadata=MODEL_HELP)  # required here: no endpoint alternative
 
-    train_labels: str = field(metadata={"help": "label CSV of the training images"})
-    test_labels: str = field(metadata={"help": "label CSV of the test images"})
-    images: str = field(metadata={"help": "folder the CSVs' image paths are relative to"})
+    train_labels: str | None = field(default=None, metadata={"help": "label CSV of the training images (or --data)"})
+    test_labels: str | None = field(default=None, metadata={"help": "label CSV of the test images (or --data)"})
+    images: str | None = field(default=None, metadata={"help": "folder the CSVs' image paths are relative to"})
+    data: str | None = field(default=None, metadata={
+        "help": "instead of the CSVs: a folder built by `mm-skin benchmark build` or its Hub id"})
+    config: str | None = field(default=None, metadata={"help": "with --data: the label set (config)"})
+    train_split: str = field(default="train", metadata={"help": "with --data: the split the probe is fitted on"})
+    split: str = field(default="test", metadata={"help": "with --data: the split it is tested on"})
+    group_by: str | None = field(default=None, metadata={
+        "metavar": "COLUMN", "help": "with --data: metrics (with AUROC) per value of COLUMN, image-resampled "
+                                     "intervals and the worst-best gap"})
     out: str = field(metadata={"help": "output folder (results.json, results.md, predictions.csv, PNG)"})
     batch_size: int = field(default=16, metadata={"help": "images per forward pass"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default ~/.cache/skinvl/probe-features)"})
@@ -258,23 +282,59 @@ def _cache_warnings(*stats: dict[str, Any]) -> list[str]:
             "nothing to do (delete the cache folder to rebuild it all)."]
 
 
+@dataclass
+class _ProbeSide:
+    """One side (train or test) of a probe: its labels, the rows used and their images."""
+
+    labels: LabelFile
+    rows: list[LabeledImage]
+    images: Sequence[Path] | LazyImages
+    name: str
+    groups: list[Any] | None = None
+
+
+def _probe_sides(options: ProbeOptions) -> tuple[_ProbeSide, _ProbeSide]:
+    """Train and test from the label CSVs or from ``--data`` (two splits of one config)."""
+    if bool(options.data) == bool(options.train_labels or options.test_labels):
+        raise LabelFileError("give either --data (a benchmark folder or Hub id) or --train-labels and --test-labels "
+                             "with --images, not both and not neither.")
+    if options.data:
+        train = load_classification_split(options.data, options.config, options.train_split, options.limit)
+        test = load_classification_split(options.data, options.config, options.split, options.limit)
+        groups = test.column(options.group_by) if options.group_by else None
+        return (_ProbeSide(train.labels, train.labels.rows, train.images, train.name),
+                _ProbeSide(test.labels, test.labels.rows, test.images, test.name, groups))
+    if not (options.train_labels and options.test_labels and options.images):
+        raise LabelFileError("--train-labels, --test-labels and --images go together: pass all three (or --data).")
+    if options.group_by:
+        raise LabelFileError("--group-by needs --data (a label CSV has no group columns).")
+    train = read_label_csv(options.train_labels)
+    test = read_label_csv(options.test_labels, classes=train.classes)
+    sides = []
+    for labels, name in ((train, options.train_labels), (test, options.test_labels)):
+        pairs = resolve_images(labels, options.images, options.limit)
+        sides.append(_ProbeSide(labels, [r for r, _ in pairs], [p for _, p in pairs], str(name)))
+    return sides[0], sides[1]
+
+
 def run_probe(options: ProbeOptions, *, loaded: LoadedModel | None = None) -> dict[str, Any]:
     """``skinvl eval probe``: features for train and test images, fit, evaluate, write outputs."""
-    train_labels, test_labels, limit, batch_size = options.train_labels, options.test_labels, options.limit, options.batch_size
-    cache_dir = options.cache_dir
-    train = read_label_csv(train_labels)
-    test = read_label_csv(test_labels, classes=train.classes)
-    train_pairs = resolve_images(train, options.images, limit)
-    test_pairs = resolve_images(test, options.images, limit)
+    limit, batch_size, cache_dir = options.limit, options.batch_size, options.cache_dir
+    train_side, test_side = _probe_sides(options)
+    train, test = train_side.labels, test_side.labels
+    train_labels, test_labels = train_side.name, test_side.name
     loaded = loaded or load_model(options)
     model, processor = loaded.model, loaded.processor
     train_x, train_cache = extract_features(
-        model, processor, [p for _, p in train_pairs], batch_size=batch_size, cache_dir=cache_dir, description="train features"
+        model, processor, train_side.images, batch_size=batch_size, cache_dir=cache_dir, description="train features"
     )
     test_x, test_cache = extract_features(
-        model, processor, [p for _, p in test_pairs], batch_size=batch_size, cache_dir=cache_dir, description="test features"
+        model, processor, test_side.images, batch_size=batch_size, cache_dir=cache_dir, description="test features"
     )
-    result = fit_probe(train_x, [r.label for r, _ in train_pairs], test_x, [r.label for r, _ in test_pairs], train.classes)
+    if test.classes != train.classes:
+        raise LabelFileError(f"{test_labels}: classes {test.classes} differ from {train_labels}'s {train.classes}.")
+    result = fit_probe(train_x, [r.label for r in train_side.rows], test_x, [r.label for r in test_side.rows],
+                       train.classes)
     payload = {
         "task": "linear-probe-classification",
         "model": options.model,
@@ -282,7 +342,7 @@ def run_probe(options: ProbeOptions, *, loaded: LoadedModel | None = None) -> di
         "model_info": loaded.info,
         "dataset": str(test_labels),
         "train_dataset": str(train_labels),
-        "split": "test",
+        "split": options.split if options.data else "test",
         "protocol": "paper",
         "classes": train.classes,
         "metrics": result["metrics"],
@@ -297,12 +357,17 @@ def run_probe(options: ProbeOptions, *, loaded: LoadedModel | None = None) -> di
         "unavailable": result["unavailable"],
         "files": {"predictions": "predictions.csv", "markdown": "results.md", "figure": "confusion_matrix.png"},
     }
+    if test_side.groups is not None:
+        payload["groups"] = group_metrics([r.label for r in test_side.rows], result["predictions"], train.classes,
+                                          test_side.groups, [r.image for r in test_side.rows], result["proba"],
+                                          column=options.group_by)
     rows = [
         {
             "row": r.row, "image": r.image, "label": r.label, "prediction": pred,
             "confidence": f"{float(p.max()):.6f}", "correct": pred == r.label,
+            **({options.group_by: test_side.groups[k]} if test_side.groups is not None else {}),
         }
-        for (r, _), pred, p in zip(test_pairs, result["predictions"], result["proba"], strict=True)
+        for k, (r, pred, p) in enumerate(zip(test_side.rows, result["predictions"], result["proba"], strict=True))
     ]
     write_classification_outputs(Path(options.out), payload, rows, f"Linear probe: {options.name or Path(test_labels).stem}")
     return payload
