@@ -45,7 +45,8 @@ _METRIC_NAMES = {
     "unparseable": "Unparseable", "ambiguous": "Ambiguous", "empty_predictions": "Blank predictions",
 }
 # Keys that are counts even when a writer stored them as floats.
-_COUNT_KEYS = {"n", "n_samples", "support", "yes_no_count", "unparseable", "ambiguous", "empty_predictions"}
+_COUNT_KEYS = {"n", "n_samples", "support", "yes_no_count", "unparseable", "ambiguous", "empty_predictions",
+               "yes_no_yes_support", "yes_no_no_support", "judged", "unjudged", "failed"}
 _SPLIT_SUFFIX = re.compile(r"[_-](test|train|val|valid|validation)$", re.IGNORECASE)
 _FLAG = re.compile(r"\s*\(--[\w-]+[^)]*\)")  # "(--no-bertscore)": a terminal hint, not card text
 

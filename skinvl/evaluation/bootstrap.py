@@ -235,7 +235,9 @@ def paired_differences(base: dict[str, Statistic], others: dict[str, dict[str, S
         diffs = np.concatenate(chunks)
         low, high = resampling.bounds(diffs)
         kept = diffs[~np.isnan(diffs)]
-        p = min(1.0, 2 * min(np.mean(kept <= 0), np.mean(kept >= 0))) if kept.size else math.nan
+        # +1 on both sides: a bootstrap p-value is never below 1 / (resamples + 1).
+        tail = min(np.sum(kept <= 0), np.sum(kept >= 0))
+        p = min(1.0, 2 * (tail + 1) / (kept.size + 1)) if kept.size else math.nan
         out[run][metric] = {"delta": observed(others[run][metric]) - observed(base[metric]),
                             "ci_low": low, "ci_high": high, "p_value": float(p), "test": "bootstrap",
                             "real": bool((low > 0 or high < 0) and n >= MIN_SHARED_ROWS),
