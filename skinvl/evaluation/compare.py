@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from skinvl.evaluation import bootstrap, report
+from skinvl.evaluation.provenance_header import provenance_header
 from skinvl.evaluation.scoring import HEADLINE_METRICS, PAPER_BLEU_WEIGHTS, first_word
 
 VQA_CI = HEADLINE_METRICS
@@ -410,7 +411,8 @@ def _write_outputs(out: Path, payload: dict[str, Any], figure_metric: str) -> No
     out.mkdir(parents=True, exist_ok=True)
     report.write_results_json(out, payload)
     boot = payload["bootstrap"]
-    lines = [f"# {payload['name']} ({payload['compared_task']}), baseline: {payload['baseline']}", ""]
+    lines = [f"# {payload['name']} ({payload['compared_task']}), baseline: {payload['baseline']}", "",
+             *_runs_header(payload), ""]
     if payload["mismatches"]:
         lines += ["**Compared despite differences (--allow-mismatch):**", ""]
         lines += [f"- {m}" for m in payload["mismatches"]] + [""]
@@ -435,6 +437,20 @@ def _write_outputs(out: Path, payload: dict[str, Any], figure_metric: str) -> No
               f"differences on fewer than {boot['min_rows']} rows are marked too few, never real."]
     report.write_markdown(out, "\n".join(lines))
     _plot(out, payload["leaderboard"], figure_metric if payload["compared_task"] == "vqa" else "accuracy")
+
+
+def _runs_header(payload: dict[str, Any]) -> list[str]:
+    """The provenance block of a leaderboard: each run's own header line for model and dataset, tool and date."""
+    from mm_skin import __version__
+    from skinvl.evaluation.runs import now
+
+    lines = []
+    for run in payload["runs"]:
+        doc = json.loads((Path(run["folder"]) / "results.json").read_text(encoding="utf-8"))
+        head = dict(line.split(": ", 1) for line in provenance_header(doc).splitlines()[:5] if ": " in line)
+        lines.append(f"- {run['name']}{' (blind)' if run['blind'] else ''}: model {head.get('- Model')}; dataset "
+                     f"{head.get('- Dataset')}; decoding {head.get('- Decoding')}; judge {head.get('- Judge')}")
+    return [*lines, f"- Tool: skinvl {__version__}; date: {now()}"]
 
 
 def _detectable_lines(payload: dict[str, Any]) -> list[str]:

@@ -255,6 +255,7 @@ def score_zeroshot(done: list[dict[str, Any]], labels: LabelFile, options: ZeroS
         for i, r in enumerate(done)
     ]
     title = f"Zero-shot: {meta.get('name') or Path(options.labels).stem} ({options.protocol})"
+    title += " (blind: no image)" if meta.get("blind") else ""
     write_classification_outputs(Path(options.out), payload, sample_rows, title)
     return payload
 
