@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -208,3 +209,43 @@ def test_local_causal_judge_that_breaks_the_contract_is_unjudged(scored, tmp_pat
     assert doc["judge"]["kind"] == "local" and doc["judge"]["weights_blake2b"]
     cached = [json.loads(line) for line in (folder / "judge_cache.jsonl").read_text().splitlines()]
     assert all(c["attempts"] == 2 for c in cached)
+
+
+def test_runs_without_ids_are_judged_and_different_judges_are_not_compared(scored, tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text("question,answer,prediction\nIs it raised?,Yes.,Yes. It is raised.\nWhat is it?,A nevus.,A scar.\n")
+    assert main(["eval", "score", "--predictions", str(path), "--out", str(tmp_path / "noid"), "--no-bertscore"]) == 0
+    with JudgeServer() as server:
+        assert _judge(tmp_path / "noid", server.url) == 0
+    verdicts = [json.loads(line) for line in next((tmp_path / "noid").glob("judge-*.jsonl")).read_text().splitlines()]
+    assert [v["id"] for v in verdicts] == ["row-1", "row-2"] and [v["verdict"] for v in verdicts] == ["correct", "incorrect"]
+    one, two = _copy(scored, tmp_path, "one"), _copy(scored, tmp_path, "two")
+    with JudgeServer() as server:
+        assert _judge(one, server.url) == 0
+        assert _judge(two, server.url, "--rubric", "dermbench") == 0
+    assert main(["eval", "compare", str(one), str(two), "--out", str(tmp_path / "c")]) == 2
+    # A judged run against an unjudged one: compared on the shared protocols, no judge column.
+    assert main(["eval", "compare", str(one), str(scored[0]), "--out", str(tmp_path / "c"), "--resamples", "50"]) == 0
+    doc = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert "judge" not in doc["differences"] and "standard" in doc["differences"]
+
+
+def test_compare_judge_accuracy_with_mcnemar(scored, tmp_path):
+    one, two = _copy(scored, tmp_path, "one"), _copy(scored, tmp_path, "two")
+    rows = list(csv.DictReader((two / "predictions.csv").open()))
+    for row in rows:
+        row["prediction"] = row["answer"]  # a model that answers every question exactly
+    with (two / "predictions.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with JudgeServer() as server:
+        assert _judge(one, server.url) == 0 and _judge(two, server.url) == 0
+    assert main(["eval", "compare", str(one), str(two), "--out", str(tmp_path / "c"), "--resamples", "100"]) == 0
+    doc = json.loads((tmp_path / "c" / "results.json").read_text())
+    (name, values), = doc["differences"]["judge"].items()
+    judged = values["judge_accuracy"]
+    assert judged["test"] == "exact McNemar" and judged["other_only"] > 0 and judged["base_only"] == 0
+    assert judged["too_few"] and not judged["real"]  # 12 rows
+    cell = doc["intervals"]["judge"]["overall"][name]["judge_accuracy"]
+    assert cell["value"] == 1.0 == doc["leaderboard"]["judge"]["overall"][name]["judge_accuracy"]

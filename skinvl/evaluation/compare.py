@@ -69,8 +69,9 @@ class Run:
     rows: dict[str, dict[str, str]]
 
 
-def load_run(folder: str | Path) -> Run:
-    """Read a run folder's results.json and predictions.csv (rows keyed by id)."""
+def load_run(folder: str | Path, *, require_ids: bool = True) -> Run:
+    """Read a run folder's results.json and predictions.csv (rows keyed by id; without ``require_ids``, rows
+    lacking one are keyed ``row-N`` by their position, enough to judge them but not to pair them)."""
     folder = Path(folder)
     results, scored = folder / "results.json", folder / "predictions.csv"
     for path in (results, scored):
@@ -84,6 +85,9 @@ def load_run(folder: str | Path) -> Run:
         raise CompareError(f"{results}: task {doc.get('task')!r} cannot be compared; use VQA or zero-shot runs.")
     with scored.open(newline="", encoding="utf-8") as f:
         table = list(csv.DictReader(f))
+    if not require_ids:
+        for number, row in enumerate(table, start=1):
+            row["id"] = row.get("id") or f"row-{number}"
     if not table or not all(r.get("id") for r in table):
         raise CompareError(f"{scored}: rows without an 'id'; re-score the run with `skinvl eval score --data ...` "
                            "so that rows can be paired.")
@@ -112,6 +116,8 @@ def mismatches(runs: Sequence[Run]) -> list[str]:
     base, found = runs[0], []
     for run in runs[1:]:
         for what in SETTINGS:
+            if what == "judge" and None in (_setting(run, what), _setting(base, what)):
+                continue  # an unjudged run is compared on the other protocols; judged ones must share the judge
             if _setting(run, what) != _setting(base, what):
                 found.append(f"{run.folder}: {what} {_setting(run, what)!r}, but {base.folder} has {_setting(base, what)!r}")
         if set(run.rows) != set(base.rows):

@@ -164,7 +164,7 @@ def slug(judge_id: str, rubric: Rubric) -> str:
 
 
 def _load_vqa_run(folder: str) -> Run:
-    run = load_run(folder)
+    run = load_run(folder, require_ids=False)
     if run.doc.get("task") != "vqa":
         raise JudgeError(f"{folder}: task {run.doc.get('task')!r}; the judge grades open answers of VQA runs.")
     return run
