@@ -275,7 +275,10 @@ def judge_markdown(doc: dict[str, Any]) -> str:
         low, high = human["kappa_ci"]
         lines += ["", f"Human agreement ({human['n']} answers): {100 * human['agreement']:.1f}%, Cohen's kappa "
                   f"{human['kappa']:.3f} [{low:.3f}, {high:.3f}] (95%, resampling {human['unit']}s)."]
-    for other, value in (section.get("judge_agreement") or {}).items():
+    others = {k: v for k, v in (section.get("judge_agreement") or {}).items() if v.get("kappa") is not None}
+    if others:
+        lines += ["", "Agreement with the other judges of this run (Cohen's kappa, 95% interval):", ""]
+    for other, value in others.items():
         if value.get("kappa") is not None:
             low, high = value["kappa_ci"]
             lines.append(f"- agreement with `{other}` ({value['n']} answers): kappa {value['kappa']:.3f} "
