@@ -249,3 +249,11 @@ def test_compare_judge_accuracy_with_mcnemar(scored, tmp_path):
     assert judged["too_few"] and not judged["real"]  # 12 rows
     cell = doc["intervals"]["judge"]["overall"][name]["judge_accuracy"]
     assert cell["value"] == 1.0 == doc["leaderboard"]["judge"]["overall"][name]["judge_accuracy"]
+
+
+def test_local_image_text_to_text_judge_gets_a_text_only_turn(scored, tmp_path):
+    folder = _copy(scored, tmp_path)
+    assert main(["eval", "judge", str(folder), "--judge-model", "skinvl-tiny", "--max-new-tokens", "3"]) == 0
+    doc = _doc(folder)
+    assert doc["judge"]["id"] == "local:skinvl-tiny@unhashed" and doc["judge"]["model_type"] == "skinvl"
+    assert doc["metrics"]["judge"]["n"] == len(scored[1])

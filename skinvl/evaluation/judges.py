@@ -125,7 +125,8 @@ class LocalJudge:
         self.decoding = {"do_sample": False, "num_beams": 1, "max_new_tokens": max_new_tokens}
         self._generate, self.details = _load_local(path, dtype=dtype, device_map=device_map,
                                                    trust_remote_code=trust_remote_code)
-        self.id = f"local:{Path(path).name}@{self.details.get('weights_blake2b') or self.details.get('revision')}"
+        version = self.details.get("weights_blake2b") or self.details.get("revision") or "unhashed"
+        self.id = f"local:{Path(path).name}@{version}"
 
     def ask(self, prompts: Sequence[str]) -> Iterator[tuple[int, str | None, str | None]]:
         """Answer every prompt in order."""
