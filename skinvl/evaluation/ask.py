@@ -110,7 +110,7 @@ def ask(options: AskOptions, rows: Sequence[Row], images: LazyImages, dataset: d
             raise ModelError("pass either --model (local) or --endpoint URL --model-name NAME, not both.")
         params = sampling_params(kwargs, options.seed)
         answerer: Any = EndpointAnswerer(options, params, blind=options.blind)
-        model_info = {"model_name": options.model_name, "endpoint": _public_url(options.endpoint)}
+        model_info = {"model_name": options.model_name, "endpoint": public_url(options.endpoint)}
         prompt, decoding = (rows[0].question if rows else None), {"name": options.decoding, **params}
     else:
         loaded = loaded or load_model(options, device_map=device_for_rank())
@@ -134,11 +134,11 @@ def ask(options: AskOptions, rows: Sequence[Row], images: LazyImages, dataset: d
     return Answers(records, meta)
 
 
-def _public_url(url: str) -> str:
+def public_url(url: str) -> str:
     """The endpoint without any user:password part."""
     import httpx
 
     return str(httpx.URL(url).copy_with(userinfo=b""))
 
 
-__all__ = ["Answers", "AskOptions", "BlindOptions", "ask", "blind_images", "blind_note", "grey_image_bytes"]
+__all__ = ["Answers", "AskOptions", "BlindOptions", "ask", "public_url", "blind_images", "blind_note", "grey_image_bytes"]

@@ -369,7 +369,7 @@ def compare_runs(options: CompareOptions) -> dict[str, Any]:
                       else len(ids), "paired": True, "interval": "percentile", "methods": methods,
                       "tests": "exact McNemar (judge_accuracy, yes_no_accuracy), bootstrap p otherwise; Holm across "
                       "the metrics of each run", "min_rows": bootstrap.MIN_SHARED_ROWS},
-        "files": {"markdown": "results.md", "figure": "compare.png"},
+        "files": {"markdown": "results.md", "figure": "compare.png"}, "provenance": runs_header(runs),
     }
     _write_outputs(Path(options.out), payload, options.figure_metric)
     return payload
@@ -418,7 +418,7 @@ def _write_outputs(out: Path, payload: dict[str, Any], figure_metric: str) -> No
     report.write_results_json(out, payload)
     boot = payload["bootstrap"]
     lines = [f"# {payload['name']} ({payload['compared_task']}), baseline: {payload['baseline']}", "",
-             *_runs_header(payload), ""]
+             *payload["provenance"], ""]
     if payload["mismatches"]:
         lines += ["**Compared despite differences (--allow-mismatch):**", ""]
         lines += [f"- {m}" for m in payload["mismatches"]] + [""]
@@ -445,16 +445,15 @@ def _write_outputs(out: Path, payload: dict[str, Any], figure_metric: str) -> No
     _plot(out, payload["leaderboard"], figure_metric if payload["compared_task"] == "vqa" else "accuracy")
 
 
-def _runs_header(payload: dict[str, Any]) -> list[str]:
-    """The provenance block of a leaderboard: each run's own header line for model and dataset, tool and date."""
+def runs_header(runs: Sequence[Run]) -> list[str]:
+    """The provenance block of a leaderboard: each run's model, dataset, decoding and judge, then tool and date."""
     from mm_skin import __version__
     from skinvl.evaluation.runs import now
 
     lines = []
-    for run in payload["runs"]:
-        doc = json.loads((Path(run["folder"]) / "results.json").read_text(encoding="utf-8"))
-        head = dict(line.split(": ", 1) for line in provenance_header(doc).splitlines()[:5] if ": " in line)
-        lines.append(f"- {run['name']}{' (blind)' if run['blind'] else ''}: model {head.get('- Model')}; dataset "
+    for run in runs:
+        head = dict(line.split(": ", 1) for line in provenance_header(run.doc).splitlines() if ": " in line)
+        lines.append(f"- {run.name}{' (blind)' if run.doc.get('blind') else ''}: model {head.get('- Model')}; dataset "
                      f"{head.get('- Dataset')}; decoding {head.get('- Decoding')}; judge {head.get('- Judge')}")
     return [*lines, f"- Tool: skinvl {__version__}; date: {now()}"]
 

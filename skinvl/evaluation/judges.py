@@ -105,10 +105,10 @@ class EndpointJudge:
 
     def info(self) -> dict[str, Any]:
         """What identifies this judge in results.json (never the key, never credentials in the URL)."""
-        from skinvl.evaluation.ask import _public_url
+        from skinvl.evaluation.ask import public_url
 
         return {"id": self.id, "kind": "endpoint", "model_name": self.model,
-                "endpoint": _public_url(self.client.options.endpoint or ""), "json_mode": self.json_mode,
+                "endpoint": public_url(self.client.options.endpoint or ""), "json_mode": self.json_mode,
                 "decoding": self.decoding}
 
     def close(self) -> None:
