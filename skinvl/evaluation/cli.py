@@ -150,9 +150,11 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
      "--predictions FILE scores the answers (ours, an lmms-eval sample log or a VLMEvalKit sheet)."),
     ("compare", CompareOptions, _compare, "leaderboard of several runs + paired bootstrap CIs of their differences",
      "Compare run folders (VQA or zero-shot, the first is the baseline): results.md/results.json/compare.png with "
-     "overall and per-modality scores for each protocol, and each run's difference from the first with a paired "
-     "bootstrap 95% CI per metric. Runs on different rows, splits, protocols or scoring settings are refused "
-     "unless --allow-mismatch."),
+     "overall and per-modality scores for each protocol (judged runs: judge accuracy), each with a 95% CI that "
+     "resamples images, and each run's difference from the first with a paired CI, exact McNemar tests for paired "
+     "binary metrics and a Holm correction (no real difference on fewer than 30 rows); a run and a --blind run of "
+     "the same model give the image gain. Runs on different rows, splits, protocols, scoring settings or judges "
+     "are refused unless --allow-mismatch."),
     ("judge", JudgeOptions, _judge, "judged scoring of open answers by a served or local judge model",
      "Ask a judge model (--judge-endpoint URL --judge-model NAME, or a local --judge-model PATH) whether each answer of "
      "the run folders means the same as the reference (rubric binary, temperature 0) or to score DermBench's six axes "

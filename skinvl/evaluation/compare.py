@@ -1,22 +1,29 @@
-"""``skinvl eval compare RUN_DIR ...``: one leaderboard and paired bootstrap CIs of the differences.
+"""``skinvl eval compare RUN_DIR ...``: one leaderboard with intervals, and honest tests of the differences.
 
-Each RUN_DIR is the ``--out`` of ``skinvl eval vqa``, ``eval score`` or ``eval zeroshot``
-(results.json + predictions.csv with row ids). The runs must be of the same task, made on the same
-rows of the same split with the same protocol and scoring settings; a difference is named and the
-comparison refused unless ``--allow-mismatch`` (then CIs use the rows all runs share).
+Each RUN_DIR is the ``--out`` of ``skinvl eval vqa``, ``eval score``, ``eval judge`` or ``eval
+zeroshot`` (results.json + predictions.csv with row ids). The runs must be of the same task, made on
+the same rows of the same split with the same protocol, scoring settings and (judged runs) judge
+and rubric; a difference is named and the comparison refused unless ``--allow-mismatch`` (then
+intervals use the rows all runs share).
 
-Outputs in ``--out``: ``results.json`` (the leaderboard, the differences and the bootstrap
-settings), ``results.md`` (tables: overall and per modality for each protocol, then each run's
-difference from the first with its 95% CI) and ``compare.png``.
+Outputs in ``--out``: ``results.json`` (the leaderboard, the interval of every cell, the differences
+with their tests, each run's image gain over its blind run, the bootstrap settings), ``results.md``
+(a provenance block; tables overall and per modality for each protocol, each cell ``value [95%
+CI]``; each run's difference from the first; the image gains; the smallest detectable difference)
+and ``compare.png``.
 
-Which metrics get a CI (see :mod:`skinvl.evaluation.bootstrap` for how each is recomputed):
+Intervals resample images (every question of a drawn image together; rows when the runs carry no
+image ids) with the same draws for every run, and recompute each metric per resample (see
+:mod:`skinvl.evaluation.bootstrap`). Differences of the headline metrics get a paired interval and a
+test: exact McNemar for judge accuracy and yes/no accuracy, the bootstrap p-value otherwise, Holm
+across the metrics of a run; a difference is real when its adjusted p < 0.05 on at least 30 shared
+rows (fewer: "too few").
 
-- VQA ``paper``: bleu_1, bleu_4 (corpus nltk BLEU), rouge_l, meteor, bertscore_f1, token_recall;
-- VQA ``standard``: sacrebleu (corpus), rouge_l, meteor, bertscore_f1, yes_no_accuracy;
-- zero-shot (``robust`` and ``paper`` parsing): accuracy, macro_f1.
-
-BLEU-2/3, ROUGE-1/2 and precision/recall variants are in the leaderboard but get no interval
-(they move with the ones above). A metric missing from a run (e.g. BERTScore unavailable) is skipped.
+Which metrics get intervals in the cells: VQA ``paper`` bleu_1..4 (corpus nltk BLEU), rouge_l,
+meteor, bertscore_f1, token_recall; ``standard`` sacrebleu (corpus), rouge_l, meteor, bertscore_f1,
+yes_no_accuracy; ``judge`` judge_accuracy; zero-shot accuracy and macro_f1. ROUGE-1/2, BERTScore
+precision/recall and yes/no F1 have no per-row values in predictions.csv and are shown without one.
+A metric missing from a run (e.g. BERTScore unavailable) is skipped.
 """
 
 from __future__ import annotations
