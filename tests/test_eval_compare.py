@@ -87,6 +87,7 @@ def test_zeroshot_runs_compare_on_accuracy_and_macro_f1(tmp_path):
     assert robust["accuracy"]["delta"] == pytest.approx(strong["metrics"]["accuracy"] - weak["metrics"]["accuracy"])
     assert robust["macro_f1"]["delta"] == pytest.approx(strong["metrics"]["macro_f1"] - weak["metrics"]["macro_f1"])
     assert doc["differences"]["paper"]["strong"]["accuracy"]["delta"] == 0  # the paper's parser cannot tell them apart
+    assert robust["accuracy"]["test"] == "exact McNemar" and robust["accuracy"]["other_only"] == 6
 
 
 def test_bad_run_folders_are_one_line_errors(runs, tmp_path, capsys):

@@ -177,8 +177,11 @@ def _judge_statistics(run: Run, ids: Sequence[str], protocol: str) -> dict[str, 
                                                         "ratio: judged correct / judged")}
 
 
-def binary_outcomes(run: Run, ids: Sequence[str], metric: str) -> list[bool | None]:
-    """Per row: the paired binary outcome behind ``metric`` (judge_accuracy, yes_no_accuracy), None where undefined."""
+def binary_outcomes(run: Run, ids: Sequence[str], metric: str, protocol: str) -> list[bool | None]:
+    """Per row: the paired binary outcome behind ``metric`` (judge_accuracy, yes_no_accuracy, zero-shot
+    accuracy under ``protocol``'s parsing), None where undefined."""
+    if run.doc["task"] != "vqa":
+        return [run.rows[i][f"prediction_{protocol}"] == run.rows[i]["label"] for i in ids]
     if metric == "judge_accuracy":
         verdicts = judge_verdicts(run)
         return [verdicts.get(i) for i in ids]
@@ -190,7 +193,7 @@ def binary_outcomes(run: Run, ids: Sequence[str], metric: str) -> list[bool | No
     return out
 
 
-BINARY_METRICS = ("judge_accuracy", "yes_no_accuracy")
+BINARY_METRICS = ("judge_accuracy", "yes_no_accuracy", "accuracy")  # accuracy: zero-shot
 
 
 def _zeroshot_statistics(run: Run, ids: Sequence[str], protocol: str) -> dict[str, bootstrap.Statistic]:
@@ -275,8 +278,9 @@ def cell_intervals(runs: Sequence[Run], ids: Sequence[str], protocols: Sequence[
     return out
 
 
-def _mcnemar(base: Run, other: Run, ids: Sequence[str], metric: str) -> dict[str, Any]:
-    pairs = [(x, y) for x, y in zip(binary_outcomes(base, ids, metric), binary_outcomes(other, ids, metric), strict=True)
+def _mcnemar(base: Run, other: Run, ids: Sequence[str], metric: str, protocol: str) -> dict[str, Any]:
+    pairs = [(x, y) for x, y in zip(binary_outcomes(base, ids, metric, protocol),
+                                    binary_outcomes(other, ids, metric, protocol), strict=True)
              if x is not None and y is not None]
     if not pairs:
         return {"test": "exact McNemar", "n": 0, "p_value": float("nan")}
@@ -295,7 +299,7 @@ def _tests(differences: dict[str, dict[str, dict[str, dict]]], runs: Sequence[Ru
         for protocol, per_run in differences.items():
             for metric, value in per_run.get(run.name, {}).items():
                 if metric in BINARY_METRICS:
-                    value.update(_mcnemar(base, run, ids, metric))
+                    value.update(_mcnemar(base, run, ids, metric, protocol))
                 else:
                     value["n"] = len(ids)
                 p_values[(protocol, metric)] = value["p_value"]
@@ -374,7 +378,7 @@ def compare_runs(options: CompareOptions) -> dict[str, Any]:
         "bootstrap": {"resamples": options.resamples, "seed": options.seed, "confidence": 0.95, "rows": len(ids),
                       "unit": unit, "clusters": len(set(base.rows[i].get("image_id") for i in ids)) if unit == "image"
                       else len(ids), "paired": True, "interval": "percentile", "methods": methods,
-                      "tests": "exact McNemar (judge_accuracy, yes_no_accuracy), bootstrap p otherwise; Holm across "
+                      "tests": "exact McNemar (judge_accuracy, yes_no_accuracy, zero-shot accuracy), bootstrap p otherwise; Holm across "
                       "the metrics of each run", "min_rows": bootstrap.MIN_SHARED_ROWS},
         "files": {"markdown": "results.md", "figure": "compare.png"}, "provenance": runs_header(runs),
     }
