@@ -402,21 +402,15 @@ def _difference_cell(v: dict[str, Any]) -> str:
             f"{f' p={p:.3g}' if p is not None and p == p else ''}{mark}")
 
 
-def _plain(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else f"{100 * value:.2f}"
-
-
 def _board_table(by_run: dict[str, dict], cells: dict[str, dict]) -> str:
     """A leaderboard table; a metric with an interval shows ``value [low, high]``."""
     columns = list(dict.fromkeys(k for values in by_run.values() for k in values if k != "n"))
     lines = ["| run | n | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
     for name, values in by_run.items():
-        row = [name, _plain(values.get("n"))]
+        row = [name, report.format_cell(values.get("n"))]
         for column in columns:
             interval = cells.get(name, {}).get(column)
-            text = _plain(values.get(column))
+            text = report.format_cell(values.get(column))
             if interval and interval["ci_low"] == interval["ci_low"]:
                 text += f" [{100 * interval['ci_low']:.2f}, {100 * interval['ci_high']:.2f}]"
             row.append(text)

@@ -265,7 +265,7 @@ def _check_same(answer: Answer, row: Row) -> None:
     pairs = [("question", answer.question, row.question), ("answer", answer.answer, row.fields.get("answer")),
              ("answer_type", answer.answer_type, row.fields.get("answer_type"))]
     for what, theirs, ours in pairs:
-        if theirs is not None and ours is not None and " ".join(theirs.split()) != " ".join(str(ours).split()):
+        if theirs is not None and ours is not None and _squash(theirs) != _squash(ours):
             raise PredictionsFileError(
                 f"{answer.where}: the {what} {theirs[:60]!r} differs from row {row.id}'s {str(ours)[:60]!r}; the "
                 "file's rows do not line up with the split: check --data/--config/--split or the file's ids.")
