@@ -54,8 +54,9 @@ def real_shape(path: Path) -> list[str]:
         return [row["image"] for row in csv.DictReader(f)]
 
 
-def widths(images: list[str], resamples: int) -> dict[str, dict[str, float]]:
-    """95% interval widths (x100) of two metrics, resampling rows vs images, on scores correlated within an image."""
+def widths(images: list[str], resamples: int, image_sd: float = 0.15) -> dict[str, dict[str, float]]:
+    """95% interval widths (x100) of two metrics, resampling rows vs images; ``image_sd`` is the spread of the
+    per-image effect shared by the questions of one image (0: independent questions)."""
     import numpy as np
 
     from skinvl.evaluation import bootstrap
@@ -63,7 +64,7 @@ def widths(images: list[str], resamples: int) -> dict[str, dict[str, float]]:
     rng = np.random.default_rng(0)
     clusters, unit = bootstrap.cluster_index(images)
     assert unit == "image"
-    image_effect = rng.normal(0, 0.15, clusters.max() + 1)[clusters]  # what one picture makes easy or hard
+    image_effect = rng.normal(0, image_sd, clusters.max() + 1)[clusters]  # what one picture makes easy or hard
     score = np.clip(0.35 + image_effect + rng.normal(0, 0.15, len(images)), 0, 1)  # a ROUGE-L-like mean metric
     correct = (rng.random(len(images)) < 0.6 + image_effect).astype(float)  # a judged-correct / yes-no outcome
     stats = {"mean metric (ROUGE-L-like)": bootstrap.mean_statistic(score),
@@ -91,10 +92,16 @@ def main() -> None:
               f"concurrency 8 {eight:.2f} req/s ({n8} requests): {eight / one:.2f}x (limit 8x; target >= 6x)")
     if args.test_csv:
         images = real_shape(args.test_csv)
-        print(f"real test split shape: {len(images)} questions over {len(set(images))} images")
-        for metric, width in widths(images, args.resamples).items():
-            print(f"95% interval width of {metric}: rows {width['rows']:.2f} points, images {width['images']:.2f} "
-                  f"points ({width['images'] / width['rows']:.2f}x)")
+        from collections import Counter
+
+        sizes = Counter(images).values()
+        print(f"real test split shape: {len(images)} questions over {len(sizes)} images; design effect if the "
+              f"questions of an image were fully correlated: {sum(m * m for m in sizes) / len(images):.3f} "
+              f"(widths x{(sum(m * m for m in sizes) / len(images)) ** 0.5:.3f})")
+        for image_sd in (0.15, 0.0):
+            for metric, width in widths(images, args.resamples, image_sd).items():
+                print(f"image effect SD {image_sd}: 95% interval width of {metric}: rows {width['rows']:.2f} points, "
+                      f"images {width['images']:.2f} points ({width['images'] / width['rows']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,17 @@ def test_image_resampling_widens_intervals_of_correlated_questions():
     assert np.array_equal(block[:, 0::2], block[:, 1::2])
 
 
+def test_image_resampling_does_not_inflate_independent_questions():
+    # Images with 1 or 3 questions: a resample holds a varying number of rows, and a mean is sum / count.
+    rng = np.random.default_rng(2)
+    keys = [f"i{k}" for k in range(600) for _ in range(1 if k % 2 else 3)]
+    stat = bootstrap.mean_statistic(rng.random(len(keys)))
+    clusters, _ = bootstrap.cluster_index(keys)
+    rows = bootstrap.intervals({"m": stat}, len(keys), bootstrap.Resampling(800, 0))["m"]
+    images = bootstrap.intervals({"m": stat}, len(keys), bootstrap.Resampling(800, 0, clusters=clusters))["m"]
+    assert images["se"] / rows["se"] == pytest.approx(1.0, abs=0.12)
+
+
 def test_holm_and_mcnemar_match_their_definitions():
     from scipy.stats import binomtest
 

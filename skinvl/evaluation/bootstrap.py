@@ -53,9 +53,9 @@ class Statistic:
 
 
 def mean_statistic(values: Sequence[float]) -> Statistic:
-    """The mean of a per-sample value."""
-    n = len(values)
-    return Statistic(np.asarray(values, dtype=float)[:, None], lambda sums: sums[:, 0] / n, "mean of per-sample values")
+    """The mean of a per-sample value: sum / count of the resample (resampled images hold varying numbers of rows)."""
+    matrix = np.column_stack([np.asarray(values, dtype=float), np.ones(len(values))])
+    return Statistic(matrix, lambda sums: sums[:, 0] / sums[:, 1], "mean of per-sample values")
 
 
 def ratio_statistic(numerator: Sequence[float], denominator: Sequence[float], method: str) -> Statistic:
