@@ -41,7 +41,7 @@ from mm_skin.hub import (
     run_push,
     select_files,
 )
-from skinvl.model_card import check_model_card, render_model_card
+from skinvl.model_card import check_model_card, check_results_model, load_results, render_model_card
 
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -114,6 +114,7 @@ def inspect_model_folder(
     repo_id: str = "user/model",
     base_model: str | None = None,
     datasets: str | list[str] | None = None,
+    force: bool = False,
 ) -> ModelFolder:
     """Cheap structural checks of a checkpoint folder (no model load); raises :class:`PushError` (exit 2)."""
     path = Path(folder)
@@ -135,7 +136,9 @@ def inspect_model_folder(
         _check_remote_code(path, config, names)
     card_text = None
     if results or "README.md" not in names:
-        card_text = render_model_card(path, repo_id, config=config, results=list(results or []),
+        docs = load_results(results or [])
+        check_results_model(docs, path, repo_id, force=force)  # another model's results: refused unless --force
+        card_text = render_model_card(path, repo_id, config=config, results=docs,
                                       base_model=base_model, datasets=datasets)
         check_model_card(card_text, "rendered model card")
     else:
@@ -207,6 +210,7 @@ def push_model_folder(
     datasets: str | list[str] | None = None,
     endpoint: str | None = None,
     delete_missing: bool = True,
+    force: bool = False,
 ) -> PushResult:
     """Validate a SkinVL checkpoint folder and publish it to the model repo ``repo_id`` in ONE commit.
 
@@ -218,7 +222,7 @@ def push_model_folder(
     """
     check_repo_id(repo_id, "model")  # before the card is rendered with it (push_folder checks again, cheaply)
     model_folder = inspect_model_folder(folder, results=results, repo_id=repo_id, base_model=base_model,
-                                        datasets=datasets)
+                                        datasets=datasets, force=force)
     return push_folder(
         folder, repo_id, repo_type="model", private=private, revision=revision, token=token, endpoint=endpoint,
         commit_message=commit_message or f"Upload {repo_id.split('/')[1]} with skinvl push",
@@ -267,6 +271,8 @@ class PushOptions:
         default=None, metadata={"help": "Hub URL (default: HF_ENDPOINT or https://huggingface.co)"})
     keep_remote_files: bool = dataclasses.field(
         default=False, metadata={"help": "do not delete files of the branch that are absent from FOLDER"})
+    force: bool = dataclasses.field(default=False, metadata={
+        "help": "publish --results made with another model than FOLDER's (the card says so); refused otherwise"})
 
 
 def run(options: PushOptions) -> int:
@@ -282,7 +288,7 @@ def run(options: PushOptions) -> int:
                         lambda: push_space_folder(options.folder, options.repo_id, **common))
     return run_push("skinvl push", options.folder, lambda: push_model_folder(
         options.folder, options.repo_id, results=options.results or None, base_model=options.base_model,
-        datasets=options.dataset or None, **common))
+        datasets=options.dataset or None, force=options.force, **common))
 
 
 def register_cli(subparsers: Any) -> None:

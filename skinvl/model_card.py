@@ -45,7 +45,8 @@ _METRIC_NAMES = {
     "unparseable": "Unparseable", "ambiguous": "Ambiguous", "empty_predictions": "Blank predictions",
 }
 # Keys that are counts even when a writer stored them as floats.
-_COUNT_KEYS = {"n", "n_samples", "support", "yes_no_count", "unparseable", "ambiguous", "empty_predictions"}
+_COUNT_KEYS = {"n", "n_samples", "support", "yes_no_count", "unparseable", "ambiguous", "empty_predictions",
+               "yes_no_yes_support", "yes_no_no_support", "judged", "unjudged", "failed"}
 _SPLIT_SUFFIX = re.compile(r"[_-](test|train|val|valid|validation)$", re.IGNORECASE)
 _FLAG = re.compile(r"\s*\(--[\w-]+[^)]*\)")  # "(--no-bertscore)": a terminal hint, not card text
 
@@ -83,6 +84,44 @@ def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return docs
 
 
+def _model_mismatch(doc: dict[str, Any], folder: Path, repo_id: str) -> str | None:
+    """Why a result's model is not this card's (weights hash, Hub id or folder differ); None when it is."""
+    from skinvl.evaluation.models import weights_hash
+
+    info = doc.get("model_info") if isinstance(doc.get("model_info"), dict) else {}
+    label = f"results {doc.get('name') or doc.get('model') or '(unnamed)'}"
+    recorded = info.get("weights_blake2b")
+    own = weights_hash(str(folder)) if recorded else None
+    if recorded and own:
+        return None if recorded == own else f"{label}: model weights blake2b {recorded} differ from {folder}'s {own}"
+    name = info.get("model") or doc.get("model")
+    if name and hub_id(name):
+        return None if name == repo_id else f"{label}: made with model {name}, not {repo_id}"
+    if name and Path(str(name)).is_dir():
+        same = Path(str(name)).resolve() == folder.resolve()
+        return None if same else f"{label}: made with model folder {name}, not {folder}"
+    return None
+
+
+def check_results_model(docs: Sequence[dict[str, Any]], folder: str | Path, repo_id: str, *, force: bool = False) -> None:
+    """Refuse results made with another model than the card's (one line naming both and the fix) unless ``force``.
+
+    With ``force`` each such result is kept and its card table says the model differs. Results whose
+    model cannot be verified (a served model, answers scored from a file, a preset) pass with a warning.
+    """
+    import warnings
+
+    for doc in docs:
+        problem = _model_mismatch(doc, Path(folder), repo_id)
+        if problem and not force:
+            raise _bad_input(f"{problem}; publish results of this model only, or pass --force (the card then says so)")
+        if problem:
+            doc["model_differs"] = problem
+        elif not (doc.get("model_info") or {}).get("weights_blake2b") and not hub_id(doc.get("model")):
+            warnings.warn(f"results {doc.get('name') or '(unnamed)'}: the model cannot be verified against {folder} "
+                          "(no weights hash or Hub id recorded)", UserWarning, stacklevel=2)
+
+
 def hub_id(value: Any) -> str | None:
     """``value`` when it reads as a Hub repo id (NAMESPACE/NAME, not an existing local path)."""
     text = str(value) if value else ""
@@ -97,7 +136,8 @@ def _dataset_label(doc: dict[str, Any]) -> tuple[str, str]:
     dataset_id = hub_id(dataset)
     if dataset_id is None:  # a local folder or a label CSV: name it by its file, never as MM-Skin
         dataset_id = _SPLIT_SUFFIX.sub("", Path(str(dataset)).stem) or "unknown"
-    return dataset_id, f"{dataset_id} ({config})" if config else dataset_id
+    human = f"{dataset_id} ({config})" if config else dataset_id
+    return dataset_id, human + (" (synthetic data, not MM-Skin)" if doc.get("synthetic_data") else "")
 
 
 def _metric_groups(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -181,7 +221,8 @@ def _result_blocks(docs: Sequence[dict[str, Any]]) -> list[_ResultBlock]:
                 description=_description(doc, overall.get("n")),
                 first_column="Group (n)",
                 columns=[_METRIC_NAMES.get(c, c) + (" (count)" if _is_count(c, overall[c]) else "") for c in columns],
-                notes=_unavailable_notes(doc),
+                notes=_unavailable_notes(doc) + ([f"Published with --force: {doc['model_differs']}."]
+                                                 if doc.get("model_differs") else []),
             )
             for group, metrics in {"overall": overall, **(per_group.get(protocol) or {})}.items():
                 n = metrics.get("n")

@@ -65,7 +65,7 @@ class FaultServer:
     def _handle(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
         content = body["messages"][0]["content"]
         question = next(c["text"] for c in content if c["type"] == "text")
-        url = next(c["image_url"]["url"] for c in content if c["type"] == "image_url")
+        url = next((c["image_url"]["url"] for c in content if c["type"] == "image_url"), None)  # None: a blind request
         with self._lock:
             self.seen[question].append(body)
             self.auth.add(handler.headers.get("Authorization"))
@@ -85,8 +85,8 @@ class FaultServer:
             held = self.gate is not None and self.answered > self.open_answers
         if held:
             self.gate.wait()
-        data = base64.b64decode(url.split(",", 1)[1])
-        answer = f"echo {question} #{image_tag(data)}"
+        tag = image_tag(base64.b64decode(url.split(",", 1)[1])) if url is not None else "no-image"
+        answer = f"echo {question} #{tag}"
         self._send(handler, 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]})
 
     @staticmethod

@@ -21,10 +21,17 @@ Modules, one per concern:
 - :mod:`~skinvl.evaluation.zeroshot_protocols`: its ``mcq`` and ``likelihood`` protocols;
 - :mod:`~skinvl.evaluation.groups`: metrics per group of a column (skin type...), intervals, gaps;
 - :mod:`~skinvl.evaluation.probe`: the linear probe on projector features;
-- :mod:`~skinvl.evaluation.bootstrap`: paired bootstrap CIs (metrics recomputed per resample);
-- :mod:`~skinvl.evaluation.compare`: ``eval compare``, the leaderboard of several runs;
+- :mod:`~skinvl.evaluation.bootstrap`: bootstrap CIs resampling images (metrics recomputed per
+  resample), exact McNemar and Holm;
+- :mod:`~skinvl.evaluation.compare`: ``eval compare``, the leaderboard of several runs (intervals in
+  every cell, paired tests, the image gain of blind runs);
+- :mod:`~skinvl.evaluation.judge`: ``eval judge``, judged scoring of open answers; the judge models
+  and verdict cache in :mod:`~skinvl.evaluation.judges`, rubrics and the reply contract in
+  :mod:`~skinvl.evaluation.judge_rubrics`, agreement and length bias in
+  :mod:`~skinvl.evaluation.judge_trust`;
+- :mod:`~skinvl.evaluation.provenance_header`: the block every results.md opens with;
 - :mod:`~skinvl.evaluation.report`: results.json, Markdown, CSV and PNG outputs;
-- :mod:`~skinvl.evaluation.cli`: ``skinvl eval {vqa,score,zeroshot,compare,probe}``;
+- :mod:`~skinvl.evaluation.cli`: ``skinvl eval {vqa,score,zeroshot,compare,judge,probe}``;
 - ``lmms_eval_task/``: the ``mmskin_vqa`` task for ``lmms-eval --include_path``.
 
 results.json (``schema_version`` 1), common keys:
@@ -57,6 +64,7 @@ Example::
 
     skinvl eval score --predictions preds.csv --out results/gpt4o
     skinvl eval score --predictions logs/x_samples_mmskin_vqa.jsonl --data ./mm-skin --name LLaVA --out results/llava
+    skinvl eval judge results/skinvl results/llava --judge-endpoint http://127.0.0.1:8001 --judge-model judge
     skinvl eval compare results/skinvl results/llava results/gpt4o --out results/compare
     skinvl eval vqa --model zwq803/SkinVL-PubMM --data ./mm-skin --out results/skinvl
     skinvl eval vqa --endpoint http://127.0.0.1:8000 --model-name skinvl --data ./mm-skin --out results/served

@@ -7,7 +7,7 @@ endpoint), decoding and the run; the answerer chosen from them; the provenance o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from skinvl.evaluation.endpoint import EndpointAnswerer, EndpointOptions, sampling_params
@@ -33,8 +33,46 @@ from skinvl.evaluation.runs import (
 
 
 @dataclass(kw_only=True)
-class AskOptions(ModelOptions, EndpointOptions, DecodingOptions, RunOptions):
+class BlindOptions:
+    """The blind baseline: the same prompts without the image."""
+
+    blind: bool = field(default=False, metadata={
+        "help": "blind baseline: the same prompts with no image (served: no image part; local: a uniform grey image, "
+        "stated in results) to measure how much of a score the image earns"})
+
+
+@dataclass(kw_only=True)
+class AskOptions(ModelOptions, EndpointOptions, DecodingOptions, RunOptions, BlindOptions):
     """A local ``--model`` or an ``--endpoint``, the decoding, and the run folder."""
+
+
+GREY = (128, 128, 128)
+GREY_SIZE = 336  # CLIP ViT-L/14-336's input: no resizing artefacts in SkinVL's processor
+
+
+def grey_image_bytes() -> bytes:
+    """A uniform grey PNG: what a local model that cannot run without an image sees in a blind run."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (GREY_SIZE, GREY_SIZE), GREY).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def blind_images(images: LazyImages) -> LazyImages:
+    """As many uniform grey images as ``images`` (their originals are never read)."""
+    grey = grey_image_bytes()
+    return LazyImages(lambda i: grey, len(images), lambda i: f"grey image {i}")
+
+
+def blind_note(served: bool) -> dict[str, Any]:
+    """How a blind run hid the image, for results.json and results.md."""
+    if served:
+        return {"image": "none", "how": "each request holds the question only (no image part)"}
+    return {"image": f"uniform grey {GREY_SIZE}x{GREY_SIZE} RGB{GREY} PNG",
+            "how": "a local model cannot run without an image: every question got the same uniform grey image"}
 
 
 @dataclass
@@ -71,8 +109,8 @@ def ask(options: AskOptions, rows: Sequence[Row], images: LazyImages, dataset: d
         if options.model or loaded is not None:
             raise ModelError("pass either --model (local) or --endpoint URL --model-name NAME, not both.")
         params = sampling_params(kwargs, options.seed)
-        answerer: Any = EndpointAnswerer(options, params)
-        model_info = {"model_name": options.model_name, "endpoint": _public_url(options.endpoint)}
+        answerer: Any = EndpointAnswerer(options, params, blind=options.blind)
+        model_info = {"model_name": options.model_name, "endpoint": public_url(options.endpoint)}
         prompt, decoding = (rows[0].question if rows else None), {"name": options.decoding, **params}
     else:
         loaded = loaded or load_model(options, device_map=device_for_rank())
@@ -80,6 +118,8 @@ def ask(options: AskOptions, rows: Sequence[Row], images: LazyImages, dataset: d
         model_info = loaded.info
         prompt = loaded.prompt(rows[0].question) if rows else None
         decoding = {"name": options.decoding, **kwargs, "seed": options.seed}
+    if options.blind and not options.endpoint:
+        images = blind_images(images)
     try:
         records = execute(rows, images, answerer, options, description)
     finally:
@@ -89,14 +129,16 @@ def ask(options: AskOptions, rows: Sequence[Row], images: LazyImages, dataset: d
         return None
     meta = provenance(options, model=model_info, prompt=prompt, decoding=decoding, dataset=dataset, rows=rows,
                       started=started)
+    if options.blind:
+        meta["blind"] = blind_note(bool(options.endpoint))
     return Answers(records, meta)
 
 
-def _public_url(url: str) -> str:
+def public_url(url: str) -> str:
     """The endpoint without any user:password part."""
     import httpx
 
     return str(httpx.URL(url).copy_with(userinfo=b""))
 
 
-__all__ = ["Answers", "AskOptions", "ask"]
+__all__ = ["Answers", "AskOptions", "BlindOptions", "ask", "public_url", "blind_images", "blind_note", "grey_image_bytes"]

@@ -16,7 +16,11 @@ resampled statistics are ``w @ S``, computed for a block of resamples as one mat
   negative counts.
 
 The interval is the percentile interval of (metric of run - metric of the base run) over the
-resamples; a difference is called real when the interval excludes 0.
+resamples. The resampled unit is the image when every row names one (the 5,452 test questions share
+4,391 images: questions of one image are not independent), else the row; the unit is recorded.
+Paired binary metrics (judge accuracy, yes/no) are also tested with an exact McNemar test, every
+other metric with the bootstrap p-value, and :func:`holm` corrects across the metrics shown; a
+difference on fewer than :data:`MIN_SHARED_ROWS` shared rows is never called real ("too few").
 
 Why not ``scipy.stats.bootstrap(paired=True)``: it resamples the data itself (a copy per resample,
 strings for corpus BLEU) once per call, i.e. per run and metric, so sharing one draw across all runs
@@ -49,9 +53,9 @@ class Statistic:
 
 
 def mean_statistic(values: Sequence[float]) -> Statistic:
-    """The mean of a per-sample value."""
-    n = len(values)
-    return Statistic(np.asarray(values, dtype=float)[:, None], lambda sums: sums[:, 0] / n, "mean of per-sample values")
+    """The mean of a per-sample value: sum / count of the resample (resampled images hold varying numbers of rows)."""
+    matrix = np.column_stack([np.asarray(values, dtype=float), np.ones(len(values))])
+    return Statistic(matrix, lambda sums: sums[:, 0] / sums[:, 1], "mean of per-sample values")
 
 
 def ratio_statistic(numerator: Sequence[float], denominator: Sequence[float], method: str) -> Statistic:
@@ -135,14 +139,30 @@ def macro_f1_statistic(truth: Sequence[str], predicted: Sequence[str | None], cl
     return Statistic(matrix, value, "macro F1 recomputed from per-class TP/FP/FN counts")
 
 
-def resample_blocks(n: int, resamples: int, seed: int, block: int = 250):
-    """Yield (B, n) float count matrices of rows drawn with replacement; the same seed, the same draws."""
+def cluster_index(keys: Sequence[str | None]) -> tuple[np.ndarray | None, str]:
+    """(cluster number per row, unit): rows sharing an image id form one cluster ("image"); without
+    an image id on every row the rows themselves are the unit ("row")."""
+    if not keys or any(k in (None, "") for k in keys):
+        return None, "row"
+    numbers: dict[str, int] = {}
+    return np.asarray([numbers.setdefault(str(k), len(numbers)) for k in keys]), "image"
+
+
+def resample_blocks(n: int, resamples: int, seed: int, block: int = 250, clusters: np.ndarray | None = None):
+    """Yield (B, n) float count matrices of rows drawn with replacement; the same seed, the same draws.
+
+    With ``clusters`` (a cluster number per row, e.g. the row's image) whole clusters are drawn with
+    replacement and every row of a drawn cluster is counted once per draw: the questions of one image
+    are not independent, so they are resampled together.
+    """
     rng = np.random.default_rng(seed)
+    units = n if clusters is None else int(clusters.max()) + 1
     done = 0
     while done < resamples:
         b = min(block, resamples - done)
-        picks = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-        yield np.bincount(picks.ravel(), minlength=b * n).reshape(b, n).astype(float)
+        picks = rng.integers(0, units, size=(b, units)) + (np.arange(b) * units)[:, None]
+        counts = np.bincount(picks.ravel(), minlength=b * units).reshape(b, units).astype(float)
+        yield counts if clusters is None else counts[:, clusters]
         done += b
 
 
@@ -151,24 +171,102 @@ def observed(stat: Statistic) -> float:
     return float(stat.value(stat.matrix.sum(axis=0, keepdims=True))[0])
 
 
+# Two-sided 5 % test with 80 % power: a difference of (z_0.975 + z_0.8) standard errors is detected.
+DETECTABLE_Z = 1.959964 + 0.841621
+MIN_SHARED_ROWS = 30  # fewer shared rows: no difference is called real ("too few")
+
+
+@dataclass
+class Resampling:
+    """How intervals are drawn: resamples, seed, confidence and the cluster of each row (None: rows)."""
+
+    resamples: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+    clusters: np.ndarray | None = None
+
+    def blocks(self, n: int):
+        """The count matrices of :func:`resample_blocks` for these settings."""
+        return resample_blocks(n, self.resamples, self.seed, clusters=self.clusters)
+
+    def bounds(self, draws: np.ndarray) -> tuple[float, float]:
+        """The percentile interval of ``draws`` (NaN resamples ignored)."""
+        alpha = (1 - self.confidence) / 2
+        if np.all(np.isnan(draws)):
+            return math.nan, math.nan
+        low, high = np.nanquantile(draws, [alpha, 1 - alpha])
+        return float(low), float(high)
+
+
+def intervals(stats: dict[str, Statistic], n: int, resampling: Resampling) -> dict[str, dict[str, float]]:
+    """``{metric: {value, ci_low, ci_high, se, detectable}}`` of one run: percentile intervals and the
+    smallest difference from an equally sized independent run detected with 80 % power at 5 %."""
+    draws: dict[str, list[np.ndarray]] = {m: [] for m in stats}
+    for counts in resampling.blocks(n):
+        for metric, stat in stats.items():
+            draws[metric].append(stat.value(counts @ stat.matrix))
+    out = {}
+    for metric, chunks in draws.items():
+        values = np.concatenate(chunks)
+        low, high = resampling.bounds(values)
+        se = float(np.nanstd(values, ddof=1)) if np.sum(~np.isnan(values)) > 1 else math.nan
+        out[metric] = {"value": observed(stats[metric]), "ci_low": low, "ci_high": high, "se": se,
+                       "detectable": DETECTABLE_Z * math.sqrt(2) * se}
+    return out
+
+
 def paired_differences(base: dict[str, Statistic], others: dict[str, dict[str, Statistic]], n: int, *,
-                       resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict[str, dict[str, dict]]:
-    """``{run: {metric: {delta, ci_low, ci_high, real}}}``: run minus base, percentile CIs, shared draws."""
+                       resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+                       clusters: np.ndarray | None = None) -> dict[str, dict[str, dict]]:
+    """``{run: {metric: {delta, ci_low, ci_high, p_value, real}}}``: run minus base, percentile CIs, shared draws.
+
+    ``p_value`` is the bootstrap's two-sided one (twice the smaller tail around 0); ``real`` is the
+    interval excluding 0 on at least :data:`MIN_SHARED_ROWS` rows (:func:`holm` may refine it).
+    """
+    resampling = Resampling(resamples, seed, confidence, clusters)
     draws: dict[tuple[str, str], list[np.ndarray]] = {}
-    for counts in resample_blocks(n, resamples, seed):
+    for counts in resampling.blocks(n):
         base_values = {m: s.value(counts @ s.matrix) for m, s in base.items()}
         for run, stats in others.items():
             for metric, stat in stats.items():
                 draws.setdefault((run, metric), []).append(stat.value(counts @ stat.matrix) - base_values[metric])
-    alpha = (1 - confidence) / 2
     out: dict[str, dict[str, dict]] = {run: {} for run in others}
     for (run, metric), chunks in draws.items():
         diffs = np.concatenate(chunks)
-        low, high = np.nanquantile(diffs, [alpha, 1 - alpha])
+        low, high = resampling.bounds(diffs)
+        kept = diffs[~np.isnan(diffs)]
+        # +1 on both sides: a bootstrap p-value is never below 1 / (resamples + 1).
+        tail = min(np.sum(kept <= 0), np.sum(kept >= 0))
+        p = min(1.0, 2 * (tail + 1) / (kept.size + 1)) if kept.size else math.nan
         out[run][metric] = {"delta": observed(others[run][metric]) - observed(base[metric]),
-                            "ci_low": float(low), "ci_high": float(high), "real": bool(low > 0 or high < 0)}
+                            "ci_low": low, "ci_high": high, "p_value": float(p), "test": "bootstrap",
+                            "real": bool((low > 0 or high < 0) and n >= MIN_SHARED_ROWS),
+                            "too_few": n < MIN_SHARED_ROWS}
     return out
 
 
-__all__ = ["PAPER_BLEU", "Statistic", "macro_f1_statistic", "mean_statistic", "nltk_bleu_statistics", "observed",
+def mcnemar_exact(base_correct: Sequence[bool], other_correct: Sequence[bool]) -> dict[str, float | int]:
+    """Exact McNemar test of two paired binary outcomes: a binomial test on the discordant pairs."""
+    from scipy.stats import binomtest
+
+    b = sum(1 for x, y in zip(base_correct, other_correct, strict=True) if x and not y)
+    c = sum(1 for x, y in zip(base_correct, other_correct, strict=True) if y and not x)
+    p = binomtest(c, b + c, 0.5).pvalue if b + c else 1.0
+    return {"base_only": b, "other_only": c, "p_value": float(p)}
+
+
+def holm(p_values: dict[str, float], alpha: float = 0.05) -> dict[str, tuple[float, bool]]:
+    """Holm's step-down correction: ``{name: (adjusted p, rejected)}`` (NaN p-values are never rejected)."""
+    ordered = sorted(((p, k) for k, p in p_values.items() if not math.isnan(p)))
+    m, running, out = len(ordered), 0.0, {}
+    for i, (p, name) in enumerate(ordered):
+        running = max(running, min(1.0, (m - i) * p))
+        out[name] = (running, running < alpha)
+    for name in p_values:
+        out.setdefault(name, (math.nan, False))
+    return out
+
+
+__all__ = ["MIN_SHARED_ROWS", "PAPER_BLEU", "Resampling", "Statistic", "cluster_index", "holm", "intervals",
+           "macro_f1_statistic", "mcnemar_exact", "mean_statistic", "nltk_bleu_statistics", "observed",
            "paired_differences", "ratio_statistic", "resample_blocks", "sacrebleu_statistic", "yes_no_statistic"]

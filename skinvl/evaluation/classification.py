@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from skinvl.evaluation import report
+from skinvl.evaluation.provenance_header import provenance_header
 
 UNPARSEABLE = "<unparseable>"
 
@@ -74,7 +75,7 @@ def write_classification_outputs(
     report.write_results_json(out_dir, payload)
     cm = payload["confusion_matrix"]
     lines = [
-        f"# {title}", "",
+        f"# {title}", "", provenance_header(payload), "",
         report.markdown_table({"all": payload["metrics"]}, list(payload["metrics"]), ""), "",
         "## Per class", "",
         report.markdown_table(payload["per_class"], ["recall", "support"], "class"),

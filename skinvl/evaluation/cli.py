@@ -1,4 +1,4 @@
-"""``skinvl eval {vqa,score,zeroshot,compare,probe}``: each sub-command derived from its options dataclass.
+"""``skinvl eval {vqa,score,zeroshot,compare,judge,probe}``: each sub-command derived from its options dataclass.
 
 The options live next to the code that uses them (``VQAOptions`` in vqa.py, ``ZeroShotOptions``
 in zeroshot.py, ...); this file only wires them to ``mm_skin.cli.add_command`` and turns known
@@ -8,14 +8,18 @@ errors into one line and an exit code.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mm_skin.cli import EXIT_CODES_HELP, ExitCode, OptionsParser, add_command
 from skinvl.evaluation.compare import CompareError, CompareOptions, compare_runs
 from skinvl.evaluation.endpoint import EndpointError
 from skinvl.evaluation.images import ImageFileError
+from skinvl.evaluation.judge import JudgeError, JudgeOptions, judge_runs
+from skinvl.evaluation.judge_rubrics import RubricError
 from skinvl.evaluation.labels import LabelFileError
 from skinvl.evaluation.models import ModelError
 from skinvl.evaluation.predictions import PredictionsFileError
@@ -101,6 +105,29 @@ def _compare(options: CompareOptions) -> int:
     return ExitCode.OK
 
 
+def _judge(options: JudgeOptions) -> int:
+    """``eval judge``: one summary line per run; bad input -> one line + exit 2."""
+    try:
+        payload = judge_runs(options)
+    except (*BAD_INPUT, CompareError, JudgeError, RubricError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    for folder, section in payload["runs"].items():
+        doc = json.loads((Path(folder) / "results.json").read_text(encoding="utf-8"))
+        m = doc["metrics"]["judge"]
+        score = m.get("judge_accuracy")
+        head = f"judge accuracy {100 * score:.2f}" if score is not None else "axis means in results.json"
+        print(f"{folder}: {head}  judged {m['judged']}/{m['n']}  unjudged {m['unjudged']}  failed {m['failed']}")
+        if m["failed"]:
+            print(f"warning: {folder}: {m['failed']} answer(s) got no reply from the judge; rerun the same command to "
+                  "ask them again (verdicts already given are cached).", file=sys.stderr)
+        probe = section.get("verbosity_probe")
+        if probe and probe.get("n"):
+            print(f"verbosity probe: length bias {100 * probe['length_bias']:+.1f} points (p = {probe['p_value']:.3g})")
+    print(f"wrote judge-*.jsonl, results.json and results.md in {len(payload['runs'])} run folder(s)")
+    return ExitCode.OK
+
+
 def _zeroshot_line(m: dict) -> str:
     return f"accuracy {m['accuracy']:.4f}  macro F1 {m['macro_f1']:.4f}  unparseable {m['unparseable']}/{m['n']}"
 
@@ -134,9 +161,18 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
      "sample log or a VLMEvalKit sheet), matched by image id."),
     ("compare", CompareOptions, _compare, "leaderboard of several runs + paired bootstrap CIs of their differences",
      "Compare run folders (VQA or zero-shot, the first is the baseline): results.md/results.json/compare.png with "
-     "overall and per-modality scores for each protocol, and each run's difference from the first with a paired "
-     "bootstrap 95% CI per metric. Runs on different rows, splits, protocols or scoring settings are refused "
-     "unless --allow-mismatch."),
+     "overall and per-modality scores for each protocol (judged runs: judge accuracy), each with a 95% CI that "
+     "resamples images, and each run's difference from the first with a paired CI, exact McNemar tests for paired "
+     "binary metrics and a Holm correction (no real difference on fewer than 30 rows); a run and a --blind run of "
+     "the same model give the image gain. Runs on different rows, splits, protocols, scoring settings or judges "
+     "are refused unless --allow-mismatch."),
+    ("judge", JudgeOptions, _judge, "judged scoring of open answers by a served or local judge model",
+     "Ask a judge model (--judge-endpoint URL --judge-model NAME, or a local --judge-model PATH) whether each answer of "
+     "the run folders means the same as the reference (rubric binary, temperature 0) or to score DermBench's six axes "
+     "(--rubric dermbench). Verdicts with reasons go to judge-*.jsonl beside the predictions, judge_accuracy overall, "
+     "per modality and per answer type into results.json/results.md; replies that break the JSON contract twice are "
+     "unjudged (counted, never scored); verdicts are cached so a re-run asks nothing twice. --human FILE gives the "
+     "agreement and Cohen's kappa with human labels, --verbosity-probe N the judge's length bias."),
     ("probe", ProbeOptions, _guarded(run_probe, _probe_line),
      "the paper's linear probe on mean-pooled projector features",
      "StandardScaler + LogisticRegression, C by 5-fold stratified CV on ROC-AUC; features are cached per "

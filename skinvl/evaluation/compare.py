@@ -1,22 +1,29 @@
-"""``skinvl eval compare RUN_DIR ...``: one leaderboard and paired bootstrap CIs of the differences.
+"""``skinvl eval compare RUN_DIR ...``: one leaderboard with intervals, and honest tests of the differences.
 
-Each RUN_DIR is the ``--out`` of ``skinvl eval vqa``, ``eval score`` or ``eval zeroshot``
-(results.json + predictions.csv with row ids). The runs must be of the same task, made on the same
-rows of the same split with the same protocol and scoring settings; a difference is named and the
-comparison refused unless ``--allow-mismatch`` (then CIs use the rows all runs share).
+Each RUN_DIR is the ``--out`` of ``skinvl eval vqa``, ``eval score``, ``eval judge`` or ``eval
+zeroshot`` (results.json + predictions.csv with row ids). The runs must be of the same task, made on
+the same rows of the same split with the same protocol, scoring settings and (judged runs) judge
+and rubric; a difference is named and the comparison refused unless ``--allow-mismatch`` (then
+intervals use the rows all runs share).
 
-Outputs in ``--out``: ``results.json`` (the leaderboard, the differences and the bootstrap
-settings), ``results.md`` (tables: overall and per modality for each protocol, then each run's
-difference from the first with its 95% CI) and ``compare.png``.
+Outputs in ``--out``: ``results.json`` (the leaderboard, the interval of every cell, the differences
+with their tests, each run's image gain over its blind run, the bootstrap settings), ``results.md``
+(a provenance block; tables overall and per modality for each protocol, each cell ``value [95%
+CI]``; each run's difference from the first; the image gains; the smallest detectable difference)
+and ``compare.png``.
 
-Which metrics get a CI (see :mod:`skinvl.evaluation.bootstrap` for how each is recomputed):
+Intervals resample images (every question of a drawn image together; rows when the runs carry no
+image ids) with the same draws for every run, and recompute each metric per resample (see
+:mod:`skinvl.evaluation.bootstrap`). Differences of the headline metrics get a paired interval and a
+test: exact McNemar for judge accuracy and yes/no accuracy, the bootstrap p-value otherwise, Holm
+across the metrics of a run; a difference is real when its adjusted p < 0.05 on at least 30 shared
+rows (fewer: "too few").
 
-- VQA ``paper``: bleu_1, bleu_4 (corpus nltk BLEU), rouge_l, meteor, bertscore_f1, token_recall;
-- VQA ``standard``: sacrebleu (corpus), rouge_l, meteor, bertscore_f1, yes_no_accuracy;
-- zero-shot (``robust`` and ``paper`` parsing): accuracy, macro_f1.
-
-BLEU-2/3, ROUGE-1/2 and precision/recall variants are in the leaderboard but get no interval
-(they move with the ones above). A metric missing from a run (e.g. BERTScore unavailable) is skipped.
+Which metrics get intervals in the cells: VQA ``paper`` bleu_1..4 (corpus nltk BLEU), rouge_l,
+meteor, bertscore_f1, token_recall; ``standard`` sacrebleu (corpus), rouge_l, meteor, bertscore_f1,
+yes_no_accuracy; ``judge`` judge_accuracy; zero-shot accuracy and macro_f1. ROUGE-1/2, BERTScore
+precision/recall and yes/no F1 have no per-row values in predictions.csv and are shown without one.
+A metric missing from a run (e.g. BERTScore unavailable) is skipped.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from skinvl.evaluation import bootstrap, report
-from skinvl.evaluation.scoring import HEADLINE_METRICS
+from skinvl.evaluation.provenance_header import provenance_header
+from skinvl.evaluation.scoring import HEADLINE_METRICS, PAPER_BLEU_WEIGHTS, first_word
 
 VQA_CI = HEADLINE_METRICS
 ZEROSHOT_CI = ("accuracy", "macro_f1")
@@ -68,8 +76,9 @@ class Run:
     rows: dict[str, dict[str, str]]
 
 
-def load_run(folder: str | Path) -> Run:
-    """Read a run folder's results.json and predictions.csv (rows keyed by id)."""
+def load_run(folder: str | Path, *, require_ids: bool = True) -> Run:
+    """Read a run folder's results.json and predictions.csv (rows keyed by id; without ``require_ids``, rows
+    lacking one are keyed ``row-N`` by their position, enough to judge them but not to pair them)."""
     folder = Path(folder)
     results, scored = folder / "results.json", folder / "predictions.csv"
     for path in (results, scored):
@@ -83,6 +92,9 @@ def load_run(folder: str | Path) -> Run:
         raise CompareError(f"{results}: task {doc.get('task')!r} cannot be compared; use VQA or zero-shot runs.")
     with scored.open(newline="", encoding="utf-8") as f:
         table = list(csv.DictReader(f))
+    if not require_ids:
+        for number, row in enumerate(table, start=1):
+            row["id"] = row.get("id") or f"row-{number}"
     if not table or not all(r.get("id") for r in table):
         raise CompareError(f"{scored}: rows without an 'id'; re-score the run with `skinvl eval score --data ...` "
                            "so that rows can be paired.")
@@ -96,12 +108,14 @@ def _setting(run: Run, what: str) -> Any:
     doc = run.doc
     # VQA rows are identified by content-tracking question ids; zero-shot rows by their label file's row.
     labels = Path(doc["dataset"]).name if doc.get("task") == "zero-shot-classification" and doc.get("dataset") else None
+    judge = doc.get("judge") or {}
     return {"task": doc.get("task"), "split": doc.get("split"), "config": doc.get("config"),
             "protocol": doc.get("protocol"), "scoring settings": doc.get("settings"), "label file": labels,
-            "classes": doc.get("classes")}[what]
+            "classes": doc.get("classes"),
+            "judge": (judge.get("id"), (judge.get("rubric") or {}).get("hash")) if judge else None}[what]
 
 
-SETTINGS = ("task", "split", "config", "protocol", "scoring settings", "label file", "classes")
+SETTINGS = ("task", "split", "config", "protocol", "scoring settings", "label file", "classes", "judge")
 
 
 def mismatches(runs: Sequence[Run]) -> list[str]:
@@ -109,6 +123,8 @@ def mismatches(runs: Sequence[Run]) -> list[str]:
     base, found = runs[0], []
     for run in runs[1:]:
         for what in SETTINGS:
+            if what == "judge" and None in (_setting(run, what), _setting(base, what)):
+                continue  # an unjudged run is compared on the other protocols; judged ones must share the judge
             if _setting(run, what) != _setting(base, what):
                 found.append(f"{run.folder}: {what} {_setting(run, what)!r}, but {base.folder} has {_setting(base, what)!r}")
         if set(run.rows) != set(base.rows):
@@ -118,7 +134,8 @@ def mismatches(runs: Sequence[Run]) -> list[str]:
     return found
 
 
-def _vqa_statistics(run: Run, ids: Sequence[str], protocol: str) -> dict[str, bootstrap.Statistic]:
+def _vqa_statistics(run: Run, ids: Sequence[str], protocol: str, every: bool = False) -> dict[str, bootstrap.Statistic]:
+    """The recomputable metrics of a VQA run on ``ids``: the headline ones, or ``every`` one (leaderboard cells)."""
     rows = [run.rows[i] for i in ids]
     preds, refs = [r["prediction"] for r in rows], [r["answer"] for r in rows]
     stats: dict[str, bootstrap.Statistic] = {}
@@ -126,11 +143,57 @@ def _vqa_statistics(run: Run, ids: Sequence[str], protocol: str) -> dict[str, bo
         if all(r.get(column) not in (None, "") for r in rows):
             stats[metric] = bootstrap.mean_statistic([float(r[column]) for r in rows])
     if protocol == "paper":
-        stats.update(bootstrap.nltk_bleu_statistics(preds, refs, bootstrap.PAPER_BLEU))
+        stats.update(bootstrap.nltk_bleu_statistics(preds, refs, PAPER_BLEU_WEIGHTS if every else bootstrap.PAPER_BLEU))
     else:
         stats["sacrebleu"] = bootstrap.sacrebleu_statistic(preds, refs)
         stats["yes_no_accuracy"] = bootstrap.yes_no_statistic(preds, refs)
-    return {m: stats[m] for m in VQA_CI[protocol] if m in stats}
+    return stats if every else {m: stats[m] for m in VQA_CI[protocol] if m in stats}
+
+
+def judge_verdicts(run: Run) -> dict[str, bool | None]:
+    """Row id -> judged correct (True/False), None when unjudged or failed; empty for an unjudged run."""
+    name = (run.doc.get("judge") or {}).get("verdicts")
+    path = run.folder / name if name else None
+    if path is None or not path.is_file():
+        return {}
+    out: dict[str, bool | None] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise CompareError(f"{path}, line {number}: not valid JSON ({err.msg}); rerun `skinvl eval judge`.") from err
+        if "verdict" in record or record.get("status") != "judged":
+            out[str(record.get("id"))] = (record["verdict"] == "correct") if record.get("status") == "judged" else None
+    return out
+
+
+def _judge_statistics(run: Run, ids: Sequence[str], protocol: str) -> dict[str, bootstrap.Statistic]:
+    verdicts = judge_verdicts(run)
+    if not verdicts or "judge_accuracy" not in run.doc["metrics"].get("judge", {}):
+        return {}
+    values = [verdicts.get(i) for i in ids]
+    return {"judge_accuracy": bootstrap.ratio_statistic([float(bool(v)) for v in values],
+                                                        [float(v is not None) for v in values],
+                                                        "ratio: judged correct / judged")}
+
+
+def binary_outcomes(run: Run, ids: Sequence[str], metric: str, protocol: str) -> list[bool | None]:
+    """Per row: the paired binary outcome behind ``metric`` (judge_accuracy, yes_no_accuracy, zero-shot
+    accuracy under ``protocol``'s parsing), None where undefined."""
+    if run.doc["task"] != "vqa":
+        return [run.rows[i][f"prediction_{protocol}"] == run.rows[i]["label"] for i in ids]
+    if metric == "judge_accuracy":
+        verdicts = judge_verdicts(run)
+        return [verdicts.get(i) for i in ids]
+    out: list[bool | None] = []
+    for i in ids:
+        reference, prediction = run.rows[i]["answer"], run.rows[i]["prediction"]
+        yes_no = first_word(reference) in ("yes", "no")
+        out.append(first_word(prediction) == first_word(reference) if yes_no else None)
+    return out
+
+
+BINARY_METRICS = ("judge_accuracy", "yes_no_accuracy", "accuracy")  # accuracy: zero-shot
 
 
 def _zeroshot_statistics(run: Run, ids: Sequence[str], protocol: str) -> dict[str, bootstrap.Statistic]:
@@ -175,6 +238,116 @@ def _unique_names(runs: Sequence[Run]) -> None:
         seen.setdefault(run.name, 1)
 
 
+def _statistics_of(task: str, protocol: str):
+    if task != "vqa":
+        return _zeroshot_statistics
+    return _judge_statistics if protocol == "judge" else _vqa_statistics
+
+
+def _groups_of(run: Run, ids: Sequence[str]) -> dict[str, list[str]]:
+    """"overall" and (VQA) each modality: the ids of each leaderboard group."""
+    groups = {"overall": list(ids)}
+    if run.doc["task"] == "vqa":
+        for i in ids:
+            modality = run.rows[i].get("modality")
+            if modality:
+                groups.setdefault(modality, []).append(i)
+    return groups
+
+
+def _resampling(base: Run, ids: Sequence[str], options: CompareOptions) -> tuple[bootstrap.Resampling, str]:
+    clusters, unit = bootstrap.cluster_index([base.rows[i].get("image_id") for i in ids])
+    return bootstrap.Resampling(options.resamples, options.seed, 0.95, clusters), unit
+
+
+def cell_intervals(runs: Sequence[Run], ids: Sequence[str], protocols: Sequence[str],
+                   options: CompareOptions) -> dict[str, dict[str, dict[str, dict]]]:
+    """``{protocol: {group: {run: {metric: {value, ci_low, ci_high, se, detectable}}}}}``: every leaderboard cell
+    with a recomputable metric gets its own interval (images resampled within the group)."""
+    out: dict[str, dict[str, dict[str, dict]]] = {}
+    for protocol in protocols:
+        statistics = _statistics_of(runs[0].doc["task"], protocol)
+        for group, members in _groups_of(runs[0], ids).items():
+            resampling, _ = _resampling(runs[0], members, options)
+            for run in runs:
+                stats = statistics(run, members, protocol, every=True) if statistics is _vqa_statistics else \
+                    statistics(run, members, protocol)
+                if stats:
+                    cells = bootstrap.intervals(stats, len(members), resampling)
+                    out.setdefault(protocol, {}).setdefault(group, {})[run.name] = cells
+    return out
+
+
+def _mcnemar(base: Run, other: Run, ids: Sequence[str], metric: str, protocol: str) -> dict[str, Any]:
+    pairs = [(x, y) for x, y in zip(binary_outcomes(base, ids, metric, protocol),
+                                    binary_outcomes(other, ids, metric, protocol), strict=True)
+             if x is not None and y is not None]
+    if not pairs:
+        return {"test": "exact McNemar", "n": 0, "p_value": float("nan")}
+    x, y = zip(*pairs, strict=True)
+    return {"test": "exact McNemar", "n": len(pairs), **bootstrap.mcnemar_exact(x, y)}
+
+
+def _tests(differences: dict[str, dict[str, dict[str, dict]]], runs: Sequence[Run], ids: Sequence[str]) -> None:
+    """Exact McNemar for paired binary metrics, then Holm across every metric shown for each run, in place.
+
+    ``real``: the Holm-adjusted p < 0.05 and at least MIN_SHARED_ROWS rows behind the test ("too few" otherwise).
+    """
+    base = runs[0]
+    for run in runs[1:]:
+        p_values = {}
+        for protocol, per_run in differences.items():
+            for metric, value in per_run.get(run.name, {}).items():
+                if metric in BINARY_METRICS:
+                    value.update(_mcnemar(base, run, ids, metric, protocol))
+                else:
+                    value["n"] = len(ids)
+                p_values[(protocol, metric)] = value["p_value"]
+        for (protocol, metric), (adjusted, rejected) in bootstrap.holm(p_values).items():
+            value = differences[protocol][run.name][metric]
+            value["too_few"] = value["n"] < bootstrap.MIN_SHARED_ROWS
+            value.update(p_holm=adjusted, real=bool(rejected and not value["too_few"]))
+
+
+def _differences(runs: Sequence[Run], base: Run, ids: Sequence[str], protocols: Sequence[str],
+                 options: CompareOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Paired differences of ``runs`` from ``base`` per protocol (image-resampled) and how each metric is recomputed."""
+    resampling, _ = _resampling(base, ids, options)
+    differences, methods = {}, {}
+    for protocol in protocols:
+        statistics = _statistics_of(base.doc["task"], protocol)
+        stats = {run.name: statistics(run, ids, protocol) for run in [base, *runs]}
+        common = [m for m in stats[base.name] if all(m in s for s in stats.values())]
+        if not common:
+            continue
+        methods[protocol] = {m: stats[base.name][m].method for m in common}
+        differences[protocol] = bootstrap.paired_differences(
+            {m: stats[base.name][m] for m in common}, {r.name: {m: stats[r.name][m] for m in common} for r in runs},
+            len(ids), resamples=options.resamples, seed=options.seed, clusters=resampling.clusters)
+    _tests(differences, [base, *runs], ids)
+    return differences, methods
+
+
+def model_key(run: Run) -> Any:
+    """What identifies the model of a run (a blind run and its seeing run share it)."""
+    info = run.doc.get("model_info") or {}
+    return info.get("weights_blake2b") or info.get("model") or info.get("model_name") or run.doc.get("model")
+
+
+def image_gains(runs: Sequence[Run], ids: Sequence[str], protocols: Sequence[str],
+                options: CompareOptions) -> dict[str, dict[str, Any]]:
+    """``{run: {"blind_run", "differences": {protocol: {metric: ...}}}}``: each run minus its blind run."""
+    blind = {model_key(r): r for r in runs if r.doc.get("blind")}
+    out = {}
+    for run in runs:
+        partner = blind.get(model_key(run)) if not run.doc.get("blind") else None
+        if partner is not None and model_key(run) is not None:
+            differences, _ = _differences([run], partner, ids, protocols, options)
+            out[run.name] = {"blind_run": partner.name,
+                             "differences": {p: d[run.name] for p, d in differences.items()}}
+    return out
+
+
 def compare_runs(options: CompareOptions) -> dict[str, Any]:
     """Load, check, rank and bootstrap; write results.json, results.md and compare.png; the payload."""
     if options.resamples < 1:
@@ -192,38 +365,56 @@ def compare_runs(options: CompareOptions) -> dict[str, Any]:
     ids = [i for i in base.rows if all(i in r.rows for r in runs[1:])]
     if not ids:
         raise CompareError("the runs share no row ids; they were made on different splits.")
-    statistics = _vqa_statistics if base.doc["task"] == "vqa" else _zeroshot_statistics
     shared = [p for p in protocols_of(base) if all(p in protocols_of(r) for r in runs[1:])]
-    differences, methods = {}, {}
-    for protocol in shared:
-        stats = {run.name: statistics(run, ids, protocol) for run in runs}
-        common = [m for m in stats[base.name] if all(m in s for s in stats.values())]
-        methods[protocol] = {m: stats[base.name][m].method for m in common}
-        differences[protocol] = bootstrap.paired_differences(
-            {m: stats[base.name][m] for m in common},
-            {r.name: {m: stats[r.name][m] for m in common} for r in runs[1:]},
-            len(ids), resamples=options.resamples, seed=options.seed)
+    differences, methods = _differences(runs[1:], base, ids, shared, options)
+    unit = _resampling(base, ids, options)[1]
     payload = {
         "task": "compare", "name": options.name or "Leaderboard", "compared_task": base.doc["task"], "baseline": base.name,
         "runs": [{"name": r.name, "folder": str(r.folder), "model": r.doc.get("model"), "rows": len(r.rows),
-                  "split": r.doc.get("split"), "protocol": r.doc.get("protocol"), "coverage": r.doc.get("coverage")}
-                 for r in runs],
-        "leaderboard": leaderboard(runs), "differences": differences, "mismatches": found,
+                  "split": r.doc.get("split"), "protocol": r.doc.get("protocol"), "coverage": r.doc.get("coverage"),
+                  "blind": bool(r.doc.get("blind"))} for r in runs],
+        "leaderboard": leaderboard(runs), "intervals": cell_intervals(runs, ids, shared, options),
+        "differences": differences, "image_gain": image_gains(runs, ids, shared, options), "mismatches": found,
         "bootstrap": {"resamples": options.resamples, "seed": options.seed, "confidence": 0.95, "rows": len(ids),
-                      "paired": True, "interval": "percentile", "methods": methods},
-        "files": {"markdown": "results.md", "figure": "compare.png"},
+                      "unit": unit, "clusters": len(set(base.rows[i].get("image_id") for i in ids)) if unit == "image"
+                      else len(ids), "paired": True, "interval": "percentile", "methods": methods,
+                      "tests": "exact McNemar (judge_accuracy, yes_no_accuracy, zero-shot accuracy), bootstrap p otherwise; Holm across "
+                      "the metrics of each run", "min_rows": bootstrap.MIN_SHARED_ROWS},
+        "files": {"markdown": "results.md", "figure": "compare.png"}, "provenance": runs_header(runs),
     }
     _write_outputs(Path(options.out), payload, options.figure_metric)
     return payload
 
 
 def _difference_table(per_run: dict[str, dict[str, dict]]) -> str:
-    metrics = list(next(iter(per_run.values()), {}))
+    metrics = list(dict.fromkeys(m for values in per_run.values() for m in values))
     lines = ["| run | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for run, values in per_run.items():
-        cells = [f"{100 * v['delta']:+.2f} [{100 * v['ci_low']:+.2f}, {100 * v['ci_high']:+.2f}]{' *' if v['real'] else ''}"
-                 for v in values.values()]
+        cells = [_difference_cell(values[m]) if m in values else "n/a" for m in metrics]
         lines.append(f"| {run} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _difference_cell(v: dict[str, Any]) -> str:
+    mark = " (too few)" if v.get("too_few") else (" *" if v["real"] else "")
+    p = v.get("p_holm")
+    return (f"{100 * v['delta']:+.2f} [{100 * v['ci_low']:+.2f}, {100 * v['ci_high']:+.2f}]"
+            f"{f' p={p:.3g}' if p is not None and p == p else ''}{mark}")
+
+
+def _board_table(by_run: dict[str, dict], cells: dict[str, dict]) -> str:
+    """A leaderboard table; a metric with an interval shows ``value [low, high]``."""
+    columns = list(dict.fromkeys(k for values in by_run.values() for k in values if k != "n"))
+    lines = ["| run | n | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    for name, values in by_run.items():
+        row = [name, report.format_cell(values.get("n"))]
+        for column in columns:
+            interval = cells.get(name, {}).get(column)
+            text = report.format_cell(values.get(column))
+            if interval and interval["ci_low"] == interval["ci_low"]:
+                text += f" [{100 * interval['ci_low']:.2f}, {100 * interval['ci_high']:.2f}]"
+            row.append(text)
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -231,22 +422,57 @@ def _write_outputs(out: Path, payload: dict[str, Any], figure_metric: str) -> No
     out.mkdir(parents=True, exist_ok=True)
     report.write_results_json(out, payload)
     boot = payload["bootstrap"]
-    lines = [f"# {payload['name']} ({payload['compared_task']}), baseline: {payload['baseline']}", ""]
+    lines = [f"# {payload['name']} ({payload['compared_task']}), baseline: {payload['baseline']}", "",
+             *payload["provenance"], ""]
     if payload["mismatches"]:
         lines += ["**Compared despite differences (--allow-mismatch):**", ""]
         lines += [f"- {m}" for m in payload["mismatches"]] + [""]
+    blind = [r["name"] for r in payload["runs"] if r["blind"]]
+    if blind:
+        lines += [f"Blind runs (no image, see each run's results.md): {', '.join(blind)}.", ""]
     for protocol, groups in payload["leaderboard"].items():
         for group, by_run in groups.items():
-            columns = list(dict.fromkeys(k for values in by_run.values() for k in values if k != "n"))
-            lines += [f"## Protocol `{protocol}`: {group} (x100)", "",
-                      report.markdown_table(by_run, ["n", *columns], "run"), ""]
+            cells = payload["intervals"].get(protocol, {}).get(group, {})
+            lines += [f"## Protocol `{protocol}`: {group} (x100, 95% CI)", "", _board_table(by_run, cells), ""]
     for protocol, per_run in payload["differences"].items():
-        lines += [f"## Difference from {payload['baseline']}, protocol `{protocol}` (x100, paired bootstrap 95% CI)", "",
-                  _difference_table(per_run), ""]
-    lines += [f"Bootstrap: {boot['resamples']} resamples of the {boot['rows']} shared rows (row ids drawn jointly "
-              f"for all runs), seed {boot['seed']}, percentile intervals; * = the interval excludes 0."]
+        lines += [f"## Difference from {payload['baseline']}, protocol `{protocol}` (x100, paired bootstrap 95% CI, "
+                  "Holm-adjusted p)", "", _difference_table(per_run), ""]
+    for run, gain in payload["image_gain"].items():
+        for protocol, values in gain["differences"].items():
+            lines += [f"## Image gain of {run} (minus its blind run {gain['blind_run']}), protocol `{protocol}` (x100)",
+                      "", _difference_table({run: values}), ""]
+    lines += _detectable_lines(payload)
+    lines += [f"Bootstrap: {boot['resamples']} resamples of the {boot['clusters']} {boot['unit']}s behind the "
+              f"{boot['rows']} shared rows (drawn jointly for all runs; every question of a drawn image counted), seed "
+              f"{boot['seed']}, percentile intervals. Tests: {boot['tests']}; * = a real difference (adjusted p < 0.05); "
+              f"differences on fewer than {boot['min_rows']} rows are marked too few, never real."]
     report.write_markdown(out, "\n".join(lines))
     _plot(out, payload["leaderboard"], figure_metric if payload["compared_task"] == "vqa" else "accuracy")
+
+
+def runs_header(runs: Sequence[Run]) -> list[str]:
+    """The provenance block of a leaderboard: each run's model, dataset, decoding and judge, then tool and date."""
+    from mm_skin import __version__
+    from skinvl.evaluation.runs import now
+
+    lines = []
+    for run in runs:
+        head = dict(line.split(": ", 1) for line in provenance_header(run.doc).splitlines() if ": " in line)
+        lines.append(f"- {run.name}{' (blind)' if run.doc.get('blind') else ''}: model {head.get('- Model')}; dataset "
+                     f"{head.get('- Dataset')}; decoding {head.get('- Decoding')}; judge {head.get('- Judge')}")
+    return [*lines, f"- Tool: skinvl {__version__}; date: {now()}"]
+
+
+def _detectable_lines(payload: dict[str, Any]) -> list[str]:
+    """The smallest difference detectable at this size, from the baseline's own overall intervals."""
+    parts = []
+    for protocol, groups in payload["intervals"].items():
+        cells = groups.get("overall", {}).get(payload["baseline"], {})
+        parts += [f"{protocol} {m} {100 * c['detectable']:.2f}" for m, c in cells.items() if c["detectable"] == c["detectable"]]
+    if not parts:
+        return []
+    return [f"Smallest detectable difference at this size (x100; two-sided 5%, power 80%, vs an independent run of "
+            f"{payload['bootstrap']['rows']} rows): {'; '.join(parts)}.", ""]
 
 
 def _plot(out: Path, board: dict[str, dict[str, dict[str, dict]]], metric: str) -> Path:

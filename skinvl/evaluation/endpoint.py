@@ -67,9 +67,10 @@ def sampling_params(generate_kwargs: dict[str, Any], seed: int) -> dict[str, Any
 class EndpointAnswerer:
     """Asks an OpenAI-compatible server, ``concurrency`` questions at a time (an ``Answerer``)."""
 
-    def __init__(self, options: EndpointOptions, params: dict[str, Any]):
+    def __init__(self, options: EndpointOptions, params: dict[str, Any], *, blind: bool = False):
         import httpx
 
+        self.blind = blind  # blind baseline: requests carry the question only, no image part
         if not options.endpoint or not options.model_name:
             raise EndpointError("--endpoint needs --model-name (the name the server serves the model under).")
         if options.concurrency < 1:
@@ -83,10 +84,12 @@ class EndpointAnswerer:
             limits=httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency),
         )
 
-    def payload(self, question: str, image: bytes) -> dict[str, Any]:
-        """The chat request for one question: one user turn [image (original bytes), text]."""
-        url = f"data:{mime_type(image)};base64,{base64.b64encode(image).decode('ascii')}"
-        content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": question}]
+    def payload(self, question: str, image: bytes | None) -> dict[str, Any]:
+        """The chat request for one question: one user turn [image (original bytes), text]; no image: text only."""
+        content: list[dict[str, Any]] = [{"type": "text", "text": question}]
+        if image is not None:
+            url = f"data:{mime_type(image)};base64,{base64.b64encode(image).decode('ascii')}"
+            content.insert(0, {"type": "image_url", "image_url": {"url": url}})
         return {"model": self.options.model_name, "messages": [{"role": "user", "content": content}], **self.params}
 
     def answer(self, rows: Sequence[Row], images: LazyImages) -> Iterator[list[dict[str, Any]]]:
@@ -102,7 +105,7 @@ class EndpointAnswerer:
 
     def _ask(self, row: Row, images: LazyImages, k: int) -> dict[str, Any]:
         try:
-            body = self.payload(row.question, images.raw(k))
+            body = self.payload(row.question, None if self.blind else images.raw(k))
         except (OSError, ValueError) as err:
             return row.record(None, error=f"image: {err}")
         text, error = self.post(body)

@@ -17,9 +17,12 @@
   row number, as in a sheet made from our ``--export-prompts``). VLMEvalKit's failure marker
   ("Failed to obtain answer") is a failed question, never an answer.
 
-:func:`match_rows` pairs the answers with the rows of a split (by id, else by position), checks
-that they answer the same questions, and measures coverage: answers for only part of the split
-are refused unless ``allow_partial`` (the coverage goes to results.json either way).
+:func:`match_rows` pairs the answers with the rows of a split (by id, else by position, else, for
+rows with neither, by image id and question, and by the reference where one image has the same
+question twice: the authors' ``VQA_test.py`` output has only ``image, question, answer,
+prediction``; exact duplicates are matched in file order and counted), checks that they answer the
+same questions, and measures coverage: answers for only part of the split are refused unless
+``allow_partial`` (the coverage, how rows were matched and the duplicates go to results.json).
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from skinvl.evaluation.predictions import (
@@ -115,6 +119,8 @@ def _skinvl_answer(row: dict[str, Any], where: str) -> Answer:
         raise PredictionsFileError(f"{where}: 'prediction' must be a string, got {prediction!r}; write an empty "
                                    "string for a blank answer.")
     row_id = next((_text(row.get(c)) for c in ID_COLUMNS if _text(row.get(c)) is not None), None)
+    if _text(row.get("image_id")) is None and _text(row.get("image")) is not None:  # the authors' VQA_test.py output
+        row = {**row, "image_id": row["image"]}
     return _answer(prediction, where, row, row_id, _position(row.get("index")))
 
 
@@ -197,15 +203,61 @@ def read_answers(path: str | Path) -> AnswerFile:
     return AnswerFile(path, fmt, answers)
 
 
-def _row_of(answer: Answer, rows: Sequence[Row], by_id: dict[str, Row]) -> Row:
-    if answer.id is not None and answer.id in by_id:
-        return by_id[answer.id]
-    if answer.position is not None and answer.position < len(rows) and answer.id is None:
-        return rows[answer.position]
-    what = f"row id {answer.id!r}" if answer.id is not None else f"row number {answer.position!r}"
-    raise PredictionsFileError(
-        f"{answer.where}: {what} is not in the split ({len(rows)} rows, ids like {rows[0].id!r}). The file belongs "
-        "to another split or dataset version: pass the --data/--config/--split it was made on.")
+def image_key(value: Any) -> str | None:
+    """An image reference as the dataset's image id: the file name without folders and extension."""
+    text = _text(value)
+    return PurePosixPath(text.replace("\\", "/")).stem if text is not None else None
+
+
+def _squash(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+class _Matcher:
+    """Finds each answer's row: by id, else by row number, else by image id + question (+ reference)."""
+
+    def __init__(self, rows: Sequence[Row]):
+        self.rows, self.by_id = rows, {row.id: row for row in rows}
+        self.by_content: dict[tuple[str | None, str], list[Row]] = {}
+        for row in rows:
+            self.by_content.setdefault((image_key(row.fields.get("image_id")), _squash(row.question)), []).append(row)
+        self.how: Counter[str] = Counter()
+        self.duplicates = 0
+
+    def row_of(self, answer: Answer, taken: dict[str, Answer]) -> Row:
+        if answer.id is not None and answer.id in self.by_id:
+            self.how["id"] += 1
+            return self.by_id[answer.id]
+        if answer.position is not None and answer.position < len(self.rows) and answer.id is None:
+            self.how["row number"] += 1
+            return self.rows[answer.position]
+        if answer.id is None and answer.position is None and answer.question is not None:
+            row = self._by_content(answer, taken)
+            if row is not None:
+                self.how["image id and question"] += 1
+                return row
+        raise PredictionsFileError(f"{answer.where}: {self._what(answer)} is not in the split ({len(self.rows)} rows, ids "
+                                   f"like {self.rows[0].id!r}). The file belongs to another split or dataset version: "
+                                   "pass the --data/--config/--split it was made on.")
+
+    def _by_content(self, answer: Answer, taken: dict[str, Answer]) -> Row | None:
+        candidates = self.by_content.get((image_key(answer.image_id), _squash(answer.question)), [])
+        if len(candidates) > 1 and answer.answer is not None:  # the reference tells same-question rows apart
+            candidates = [r for r in candidates if _squash(r.fields.get("answer")) == _squash(answer.answer)]
+        free = [r for r in candidates if r.id not in taken]
+        if len(candidates) > 1 and free:
+            self.duplicates += 1  # exact duplicates of one another: matched in file order
+        return (free or candidates or [None])[0]
+
+    @staticmethod
+    def _what(answer: Answer) -> str:
+        if answer.id is not None:
+            return f"row id {answer.id!r}"
+        if answer.position is not None:
+            return f"row number {answer.position}"
+        if answer.question is None:
+            return "a row without an id, row number or question"
+        return f"image {answer.image_id!r} with question {answer.question[:60]!r}"
 
 
 def _check_same(answer: Answer, row: Row) -> None:
@@ -213,7 +265,7 @@ def _check_same(answer: Answer, row: Row) -> None:
     pairs = [("question", answer.question, row.question), ("answer", answer.answer, row.fields.get("answer")),
              ("answer_type", answer.answer_type, row.fields.get("answer_type"))]
     for what, theirs, ours in pairs:
-        if theirs is not None and ours is not None and " ".join(theirs.split()) != " ".join(str(ours).split()):
+        if theirs is not None and ours is not None and _squash(theirs) != _squash(ours):
             raise PredictionsFileError(
                 f"{answer.where}: the {what} {theirs[:60]!r} differs from row {row.id}'s {str(ours)[:60]!r}; the "
                 "file's rows do not line up with the split: check --data/--config/--split or the file's ids.")
@@ -233,16 +285,17 @@ def match_rows(answers: Sequence[Answer], rows: Sequence[Row], *, allow_partial:
     """Pair answers with rows (row order) and measure coverage; partial coverage needs ``allow_partial``."""
     if not rows:
         raise PredictionsFileError("the split has no rows.")
-    by_id = {row.id: row for row in rows}
+    matcher = _Matcher(rows)
     matched: dict[str, Answer] = {}
     for answer in answers:
-        row = _row_of(answer, rows, by_id)
+        row = matcher.row_of(answer, matched)
         if row.id in matched:
             raise PredictionsFileError(f"{answer.where}: row {row.id} is answered twice (first at "
                                        f"{matched[row.id].where}); keep one answer per row.")
         _check_same(answer, row)
         matched[row.id] = answer
-    coverage = coverage_of(rows, matched)
+    coverage = {**coverage_of(rows, matched), "matched_by": dict(matcher.how),
+                "duplicates_in_file_order": matcher.duplicates}
     if not coverage["complete"] and not allow_partial:
         raise PredictionsFileError(
             f"{source}: answers cover {len(matched)} of the split's {len(rows)} rows (first missing: "

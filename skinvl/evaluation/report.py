@@ -144,3 +144,8 @@ def plot_confusion(out_dir: str | Path, matrix, row_labels: Sequence[str], col_l
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def format_cell(value) -> str:
+    """One table cell as every results.md writes it: fractions x100 with 2 decimals, counts as is, None as n/a."""
+    return _cell(value)

@@ -20,8 +20,9 @@
     - ``bertscore_f1``: the same BERTScore run as the paper protocol (computed once);
     - ``yes_no_accuracy`` / ``yes_no_f1`` / ``yes_no_count``: over the questions whose reference
       answer starts with "yes" or "no": exact match of the prediction's first word against the
-      reference's (lowercased, punctuation stripped) and macro F1 over the two classes {yes, no}
-      (a prediction starting with anything else is wrong for both).
+      reference's (lowercased, punctuation stripped) and macro F1 over the classes {yes, no} that
+      the references hold (a prediction starting with anything else is wrong for both), with each
+      class's support (``yes_no_yes_support``, ``yes_no_no_support``).
 
 Blank predictions. The ``rouge`` package raises ``ValueError("Hypothesis is empty.")`` on a
 prediction with no text once split on "." (e.g. "" or "..."), so the authors' script would
@@ -296,11 +297,14 @@ def _standard_group(
         truth = [first_word(refs[i]) for i in yn]
         guess = [first_word(preds[i]) for i in yn]
         m["yes_no_accuracy"] = sum(t == g for t, g in zip(truth, guess, strict=True)) / len(yn)
-        m["yes_no_f1"] = float(
-            f1_score(truth, guess, labels=["yes", "no"], average="macro", zero_division=0)
-        )
+        # Macro F1 over the classes the references hold: an absent class would add a 0 (or, with every
+        # answer right, drag a perfect score to 50).
+        present = [c for c in ("yes", "no") if c in truth]
+        m["yes_no_f1"] = float(f1_score(truth, guess, labels=present, average="macro", zero_division=0))
+        m["yes_no_yes_support"], m["yes_no_no_support"] = truth.count("yes"), truth.count("no")
     else:
         m["yes_no_accuracy"] = m["yes_no_f1"] = None
+        m["yes_no_yes_support"] = m["yes_no_no_support"] = 0
     return m
 
 

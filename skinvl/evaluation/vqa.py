@@ -31,6 +31,7 @@ from skinvl.evaluation.predictions import (
     sample_columns,
     write_predictions,
 )
+from skinvl.evaluation.provenance_header import provenance_header, synthetic_data
 from skinvl.evaluation.runs import Row, dataset_info, decoding_kwargs
 from skinvl.evaluation.scoring import (
     HEADLINE_METRICS,
@@ -183,7 +184,9 @@ def score_to_folder(
     }
     report.write_results_json(out, payload)
     title = f"VQA: {meta.get('name') or meta.get('model') or Path(meta.get('predictions_file') or 'predictions').name}"
-    sections = [f"# {title}", "", f"{result.n_samples} questions, {result.empty_predictions} blank predictions."]
+    title += " (blind: no image)" if meta.get("blind") else ""
+    sections = [f"# {title}", "", provenance_header(payload), "",
+                f"{result.n_samples} questions, {result.empty_predictions} blank predictions."]
     for p in protocols:
         sections += _group_table(f"## Protocol `{p}` (x100)", result.metrics[p], "group")
     for p, by_type in result.per_answer_type.items():
@@ -254,7 +257,7 @@ def run_score(
                              answer_type=a.answer_type or row.fields.get("answer_type")) for row, a in pairs]
         dataset = {"data": split.data, "config": split.config, "split": split.split}
         meta.update(dataset=split.data, config=split.config, split=split.split, coverage=coverage,
-                    dataset_info=dataset_info(dataset, [row for row, _ in pairs]))
+                    dataset_info=dataset_info(dataset, [row for row, _ in pairs]), synthetic_data=synthetic_data(split.data))
     return score_to_folder(samples, out_dir, protocols=protocols, settings=settings, meta=meta)
 
 
@@ -292,6 +295,7 @@ def run_vqa(options: VQAOptions, *, loaded: LoadedModel | None = None) -> dict[s
         meta={"model": options.model or options.model_name, "dataset": options.data, "config": options.config,
               "split": options.split, "template": answers.meta["model_info"].get("template"),
               "limit": options.limit, **answers.meta, "failed": answers.failure_summary(),
+              "synthetic_data": synthetic_data(options.data),
               "coverage": coverage_of(rows, (s.id for s in samples))},
     )
 

@@ -347,6 +347,7 @@ def score_zeroshot(done: list[dict[str, Any]], labels: LabelFile, options: ZeroS
         for sample, r in zip(sample_rows, done, strict=True):
             sample[options.group_by] = r.get("group")
     title = f"Zero-shot: {meta.get('name') or Path(options.data or options.labels).stem} ({options.protocol})"
+    title += " (blind: no image)" if meta.get("blind") else ""
     write_classification_outputs(Path(options.out), payload, sample_rows, title)
     return payload
 
