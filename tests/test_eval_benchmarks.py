@@ -3,6 +3,7 @@ and zero-shot answers matched by image id (reordering the label file changes not
 
 from __future__ import annotations
 
+import csv
 import json
 
 import benchmark_layouts as layouts
@@ -195,6 +196,13 @@ def test_likelihood_protocol_gives_probabilities_auroc_log_loss_ece(ddi_folder, 
     totals, counts = class_log_likelihoods(loaded, image, "Which?", ["benign", "malignant melanoma"])
     again, _ = class_log_likelihoods(loaded, image, "Which?", ["benign", "malignant melanoma"])
     assert np.allclose(totals, again) and (totals < 0).all() and counts[1] > counts[0]
+    # --blind: every image the model scores is the same grey one (so one prediction for all), and the results say so
+    blind = run_zeroshot(ZeroShotOptions(model="skinvl-tiny", data=str(ddi_folder), limit=4, out=str(tmp_path / "blind"),
+                                         protocol="likelihood", blind=True), loaded=loaded)
+    assert blind["blind"]["image"].startswith("uniform grey") and blind["metrics"]["n"] == 4
+    assert "(blind: no image)" in (tmp_path / "blind" / "results.md").read_text()
+    with open(tmp_path / "blind" / "predictions.csv", newline="") as f:
+        assert len({row["prediction"] for row in csv.DictReader(f)}) == 1
 
 
 def test_mcq_with_a_local_model_runs_every_order(ddi_folder, tmp_path, tiny):

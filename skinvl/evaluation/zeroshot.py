@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from skinvl.evaluation.ask import AskOptions, ask
+from skinvl.evaluation.ask import AskOptions, ask, blind_images, blind_note
 from skinvl.evaluation.benchmark_data import load_classification_split
 from skinvl.evaluation.classification import (
     UNPARSEABLE,
@@ -365,9 +365,12 @@ def run_zeroshot_protocol(options: ZeroShotOptions, *, loaded: LoadedModel | Non
                      "only, not of a given class name): mcq was run instead")
     if protocol == "likelihood":
         loaded = loaded or load_model(options)
-        records, proba, normalised = likelihood_records(loaded, rows, images, classes, build_prompt(classes))
+        seen = blind_images(images) if options.blind else images
+        records, proba, normalised = likelihood_records(loaded, rows, seen, classes, build_prompt(classes))
         meta: dict[str, Any] = {"name": options.name or options.model or loaded.info.get("model"),
                                 "model_info": loaded.info, "failed": {"count": 0, "rows": []}}
+        if options.blind:
+            meta["blind"] = blind_note(served=False)
         extra = {"length_normalisation": "none: the total log-likelihood of each class name; probabilities = "
                                          "softmax over the classes' totals",
                  "accuracy_per_token_mean": float(np.mean([p == r["label"] for p, r in zip(normalised, records, strict=True)])),
@@ -398,6 +401,7 @@ def run_zeroshot_protocol(options: ZeroShotOptions, *, loaded: LoadedModel | Non
                                           [r.get("group") for r in records], [r["image"] for r in records], proba,
                                           column=options.group_by)
     title = f"Zero-shot: {meta.get('name') or Path(options.data or options.labels).stem} ({protocol})"
+    title += " (blind: no image)" if meta.get("blind") else ""
     write_protocol_outputs(Path(options.out), payload, records, title, options.group_by)
     return payload
 
