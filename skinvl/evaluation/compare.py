@@ -21,13 +21,13 @@ BLEU-2/3, ROUGE-1/2 and precision/recall variants are in the leaderboard but get
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mm_skin.csv_files import dict_rows
 from skinvl.evaluation import bootstrap, report
 from skinvl.evaluation.scoring import HEADLINE_METRICS
 
@@ -82,7 +82,7 @@ def load_run(folder: str | Path) -> Run:
     if doc.get("task") not in ("vqa", "zero-shot-classification"):
         raise CompareError(f"{results}: task {doc.get('task')!r} cannot be compared; use VQA or zero-shot runs.")
     with scored.open(newline="", encoding="utf-8") as f:
-        table = list(csv.DictReader(f))
+        table = list(dict_rows(f))
     if not table or not all(r.get("id") for r in table):
         raise CompareError(f"{scored}: rows without an 'id'; re-score the run with `skinvl eval score --data ...` "
                            "so that rows can be paired.")

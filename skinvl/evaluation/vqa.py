@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mm_skin.csv_files import write_rows
 from skinvl.evaluation import report
 from skinvl.evaluation.ask import AskOptions, ask
 from skinvl.evaluation.foreign import (
@@ -208,16 +209,15 @@ def _group_table(heading: str, groups: dict[str, dict[str, Any]], key: str) -> l
 
 
 def _write_scored_samples(samples: Sequence[VQASample], result: ScoreResult, path: Path) -> None:
-    import csv
-
     extra = list(result.per_sample)
     columns = sample_columns(samples)
+
+    def cells(i: int, s: VQASample) -> list[str]:
+        values = [result.per_sample[k][i] for k in extra]
+        return [*sample_cells(s, columns), *("" if v is None else f"{v:.6f}" for v in values)]
+
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow([*columns, *extra])
-        for i, s in enumerate(samples):
-            values = [result.per_sample[k][i] for k in extra]
-            writer.writerow([*sample_cells(s, columns), *("" if v is None else f"{v:.6f}" for v in values)])
+        write_rows(f, [*columns, *extra], (cells(i, s) for i, s in enumerate(samples)))
 
 
 def run_score(

