@@ -83,3 +83,27 @@ def test_answers_over_the_csv_field_limit_score_and_compare(tmp_path, default_fi
     csv.field_size_limit(131072)
     code = main(["eval", "compare", *map(str, runs), "--out", str(tmp_path / "c"), "--resamples", "50"])
     assert code == ExitCode.OK
+
+
+# ------------------------------------------------------------------------------ paper ROUGE (item 13)
+
+
+def test_answer_the_rouge_package_cannot_score_is_scored_by_the_fallback_and_counted(tmp_path, capsys):
+    from rouge import Rouge
+
+    rambling = " ".join(f"lesion{i % 50}" for i in range(1000))  # 1,000 words, no period
+    reference = " ".join(f"lesion{i % 50}" for i in range(990))
+    with pytest.raises(RecursionError):  # the paper's library on its own: the run could never be scored
+        Rouge().get_scores(rambling, reference)
+    source = tmp_path / "a.jsonl"
+    rows = [{"id": "long", "question": "q", "answer": reference, "prediction": rambling},
+            {"id": "short", "question": "q", "answer": "A benign nevus.", "prediction": "A nevus."}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert _score(source, tmp_path / "out", "--protocol", "paper") == ExitCode.OK
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["paper_rouge_fallback"] == {"count": 1, "scorer": "rouge-score, no stemming", "rows": ["long"]}
+    assert "scored by rouge-score" in capsys.readouterr().err
+    with (tmp_path / "out" / "predictions.csv").open(newline="", encoding="utf-8") as f:
+        long_row, short_row = csv.DictReader(f)
+    assert 0.9 < float(long_row["rouge_l"]) <= 1.0  # 990 of 1,000 words in order
+    assert float(short_row["rouge_l"]) == pytest.approx(Rouge().get_scores("A nevus.", "A benign nevus.")[0]["rouge-l"]["f"])

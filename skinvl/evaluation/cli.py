@@ -35,6 +35,10 @@ def _report(payload: dict[str, Any] | None, out: str) -> int:
         print_problem(line, "warning")
     for metric, why in (payload.get("unavailable") or {}).items():
         print_problem(f"{metric} unavailable: {why['reason']} Fix: {why['fix']}", "note")
+    fallback = (payload.get("paper_rouge_fallback") or {}).get("count", 0)
+    if fallback:
+        print_problem(f"{fallback} row(s) the paper's `rouge` package cannot score were scored by rouge-score "
+                      "(counted in results.json: paper_rouge_fallback).", "note")
     failed = (payload.get("failed") or {}).get("count", 0)
     if failed:
         print(f"warning: {failed} question(s) failed and are not scored (reasons in results.json); "

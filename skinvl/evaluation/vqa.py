@@ -170,6 +170,7 @@ def score_to_folder(
             p: {g: v for g, v in result.metrics[p].items() if g != "overall"} for p in protocols
         },
         **({"per_answer_type": result.per_answer_type} if result.per_answer_type else {}),
+        **({"paper_rouge_fallback": _fallback_summary(samples, result.rouge_fallback)} if "paper" in protocols else {}),
         "unavailable": result.unavailable,
         "settings": {
             "bertscore_model": settings.bertscore_model if settings.bertscore else None,
@@ -189,6 +190,9 @@ def score_to_folder(
         sections += _group_table(f"## Protocol `{p}` (x100)", result.metrics[p], "group")
     for p, by_type in result.per_answer_type.items():
         sections += _group_table(f"## Protocol `{p}` per answer type (x100)", by_type, "answer type")
+    if result.rouge_fallback:
+        sections += ["", f"Paper-protocol ROUGE: {len(result.rouge_fallback)} row(s) the `rouge` package cannot score "
+                     "(e.g. a long answer without a period) were scored by `rouge-score` without stemming."]
     sections.append(report.unavailable_notes(result.unavailable))
     report.write_markdown(out, "\n".join(sections))
     main = "paper" if "paper" in protocols else protocols[0]
@@ -200,6 +204,12 @@ def score_to_folder(
         note="not shown (unavailable): " + ", ".join(result.unavailable) if result.unavailable else "",
     )
     return payload
+
+
+def _fallback_summary(samples: Sequence[VQASample], rows: Sequence[int], limit: int = 20) -> dict[str, Any]:
+    """Count and the first ``limit`` rows (id, else position) the paper's ROUGE scored by the fallback."""
+    return {"count": len(rows), "scorer": "rouge-score, no stemming",
+            "rows": [samples[i].id or i for i in rows[:limit]]}
 
 
 def _group_table(heading: str, groups: dict[str, dict[str, Any]], key: str) -> list[str]:
