@@ -107,3 +107,52 @@ def test_answer_the_rouge_package_cannot_score_is_scored_by_the_fallback_and_cou
         long_row, short_row = csv.DictReader(f)
     assert 0.9 < float(long_row["rouge_l"]) <= 1.0  # 990 of 1,000 words in order
     assert float(short_row["rouge_l"]) == pytest.approx(Rouge().get_scores("A nevus.", "A benign nevus.")[0]["rouge-l"]["f"])
+
+
+# ------------------------------------------------------------------------------ spreadsheet bombs (item 12)
+
+
+def _vlmevalkit_sheet(path: Path, padding: int = 0) -> Path:
+    """A real VLMEvalKit-style .xlsx; ``padding`` bytes of XML whitespace inflate its sheet (a bomb)."""
+    import zipfile
+
+    import pandas as pd
+
+    plain = path.with_name("plain.xlsx")
+    pd.DataFrame({"index": [0, 1], "question": ["q0", "q1"], "answer": ["Yes.", "A nevus."],
+                  "prediction": ["Yes.", "A nevus."]}).to_excel(plain, index=False)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for member in src.infolist():
+            data = src.read(member)
+            if member.filename == "xl/worksheets/sheet1.xml" and padding:
+                head, tail = data.rsplit(b"</worksheet>", 1)
+                with dst.open(member.filename, "w") as f:
+                    f.write(head)
+                    block = b" " * (1 << 20)
+                    for _ in range(padding // len(block)):
+                        f.write(block)
+                    f.write(b"</worksheet>" + tail)
+            else:
+                dst.writestr(member, data)
+    return path
+
+
+def test_xlsx_zip_bomb_is_refused_before_it_is_unpacked(tmp_path, capsys):
+    from skinvl.evaluation.foreign import MAX_XLSX_UNCOMPRESSED_BYTES
+
+    fine = _vlmevalkit_sheet(tmp_path / "fine.xlsx")
+    assert _score(fine, tmp_path / "ok", "--protocol", "standard") == ExitCode.OK
+    capsys.readouterr()
+    bomb = _vlmevalkit_sheet(tmp_path / "m_MMSkin.xlsx", padding=MAX_XLSX_UNCOMPRESSED_BYTES + (1 << 20))
+    assert bomb.stat().st_size < MAX_XLSX_UNCOMPRESSED_BYTES // 100  # small on disk
+    assert _score(bomb, tmp_path / "out", "--protocol", "standard") == ExitCode.BAD_INPUT
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"{bomb}: unpacks to" in line and "'xl/worksheets/sheet1.xml'" in line and "export it again" in line
+
+
+def test_xlsx_that_is_no_zip_is_one_line(tmp_path, capsys):
+    sheet = tmp_path / "m_MMSkin.xlsx"
+    sheet.write_bytes(b"index\tprediction\n0\tYes\n")
+    assert _score(sheet, tmp_path / "out") == ExitCode.BAD_INPUT
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "not a readable .xlsx" in line
