@@ -29,6 +29,7 @@ from skinvl.evaluation.runs import (
     execute,
     now,
     provenance,
+    run_identity,
 )
 
 
@@ -80,8 +81,9 @@ def ask(options: AskOptions, rows: Sequence[Row], images: LazyImages, dataset: d
         model_info = loaded.info
         prompt = loaded.prompt(rows[0].question) if rows else None
         decoding = {"name": options.decoding, **kwargs, "seed": options.seed}
+    identity = run_identity(description, model=model_info, prompt=prompt, decoding=decoding, dataset=dataset)
     try:
-        records = execute(rows, images, answerer, options, description)
+        records = execute(rows, images, answerer, options, description, identity)
     finally:
         if hasattr(answerer, "close"):
             answerer.close()
