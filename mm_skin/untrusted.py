@@ -21,7 +21,7 @@ Nothing here imports anything heavy.
 >>> csv_cell("=HYPERLINK(\\"http://x\\")"), csv_value("'=HYPERLINK(\\"http://x\\")")
 ('\\'=HYPERLINK("http://x")', '=HYPERLINK("http://x")')
 >>> card_text("<img src=x onerror=alert(1)> [click](javascript:alert(1))")
-'&lt;img src=x onerror=alert\\\\(1\\\\)&gt; \\\\[click\\\\]\\\\(javascript:alert\\\\(1\\\\)\\\\)'
+'&lt;img src=x onerror=alert(1)&gt; \\\\[click\\\\](javascript:alert(1))'
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ _ESCAPE_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b
 # Bidi overrides and isolates reorder what a terminal or a review shows (Trojan Source).
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 _SECRET_PIECE_RE = re.compile(rf"[A-Za-z0-9_\-.~+/=]{{{MIN_SECRET_FRAGMENT},}}")
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+# Emphasis, code, links/images (no "[": no link), table cells, strike-through, escapes; HTML is
+# escaped separately. Parentheses, "#" and "!" do nothing without a "[" or a line start.
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|~])")
 
 
 def printable(text: str) -> str:

@@ -409,6 +409,8 @@ def serve(options: DemoOptions) -> int:
     """
     _quiet_gradio()
     chosen = os.environ.get("GRADIO_TEMP_DIR")
+    if chosen:
+        Path(chosen).mkdir(parents=True, exist_ok=True)  # as Gradio would make it
     try:
         with tempfile.TemporaryDirectory(prefix="skinvl-demo-", dir=chosen) as tmp:
             # Before gradio is imported: its upload folder is read from here (the default, /tmp/gradio,
