@@ -156,3 +156,22 @@ def test_xlsx_that_is_no_zip_is_one_line(tmp_path, capsys):
     assert _score(sheet, tmp_path / "out") == ExitCode.BAD_INPUT
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "not a readable .xlsx" in line
+
+
+# ------------------------------------------------------------------------------ terminal (item 21)
+
+
+def test_escape_codes_in_release_file_names_reach_no_terminal(tmp_path, capsys):
+    from test_dataset import make_release
+
+    import mm_skin_dataset as mm
+
+    source = make_release(tmp_path / "release", test=[["dataset/bk1_1_1.png", "What is shown?", "A naevus."]])
+    official = source / "Dataframe/test/vqa/MM-Skin_test.csv"
+    official.rename(official.with_name("\x1b]0;owned\x07\x1b[2Jevil_test.csv"))  # the only *_test.csv: used
+    capsys.readouterr()
+    assert mm.main(["build", str(source), "--out", str(tmp_path / "out")]) == ExitCode.OK
+    err = capsys.readouterr().err
+    assert "evil_test.csv" in err  # named, without its escape sequences
+    summary = err[err.index("mm-skin build: wrote"):]  # after the progress bars
+    assert not any(ch in summary for ch in "\x1b\x07") and "owned" not in summary
