@@ -47,6 +47,8 @@ _TOKEN_RE = re.compile(r"\b(hf|api_org)_[A-Za-z0-9]{8,}")
 _BEARER_RE = re.compile(r"(?i)\b(bearer\s+|token=)[^\s,;&'\"]+")
 # The query of any URL: pre-signed upload/download URLs carry their signature there.
 _URL_QUERY_RE = re.compile(r"(https?://[^\s?#'\"<>]+)\?[^\s'\"<>]*")
+# user:password@ in a URL (an endpoint given with its credentials).
+_URL_USERINFO_RE = re.compile(r"(?i)\b(https?://)[^\s/@'\"<>]+@")
 _HTTP_HINTS = {
     401: "the token was rejected",
     403: "the token cannot write to this namespace",
@@ -69,11 +71,14 @@ def scrub(text: str, token: str | None = None) -> str:
 
     >>> scrub("PUT https://s3/x?X-Amz-Signature=abc failed, token hf_abcdefgh1234\\nretry s3cret", "s3cret")
     'PUT https://s3/x?<redacted> failed, token hf_*** retry ***'
+    >>> scrub("cannot reach http://me:pa55@10.0.0.2:8000/v1")
+    'cannot reach http://***@10.0.0.2:8000/v1'
     """
     text = redact(text, token)  # also a piece of it, as a server may echo the token cut short
     text = _TOKEN_RE.sub(lambda m: f"{m.group(1)}_***", text)
     text = _BEARER_RE.sub(lambda m: f"{m.group(1)}***", text)
     text = _URL_QUERY_RE.sub(r"\1?<redacted>", text)
+    text = _URL_USERINFO_RE.sub(r"\1***@", text)
     return printable(text)
 
 
