@@ -146,7 +146,7 @@ class EndpointAnswerer:
             except ResponseTooLarge as err:  # asking again would fetch the same flood
                 return None, str(err)
             except (httpx.TransportError, DeadlineExceeded) as err:  # timeouts, refused and dropped connections
-                reason = f"{type(err).__name__}: {err or 'no detail'}"
+                reason = f"{type(err).__name__}: {str(err) or 'no detail'}"
             else:
                 if status == 200:
                     return _content(data)
