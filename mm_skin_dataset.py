@@ -58,6 +58,7 @@ from mm_skin.schema import (
     features_for,
 )
 from mm_skin.tables import iter_instruct_tables, iter_tables
+from mm_skin.untrusted import printable
 
 __all__ = [
     "ALL_CONFIGS",
@@ -214,15 +215,17 @@ def run_build(options: BuildOptions) -> int:
             audit=options.audit, audit_out=options.audit_out,
         )
     except StrictError as e:
-        print(f"mm-skin build: {e}", file=sys.stderr)
+        cli.print_problem(e, "mm-skin build")
         return cli.ExitCode.STRICT
     except ReleaseError as e:
-        print(f"mm-skin build: error: {e}", file=sys.stderr)
+        cli.print_problem(e, "mm-skin build: error")
         return cli.ExitCode.BAD_INPUT
     r = result.report
     print(f"mm-skin build: wrote {result.out} in {result.seconds:.1f}s "
           f"({r.images['written']} images, {r.images['bytes'] / 1e6:.1f} MB)", file=sys.stderr)
-    print(r.summary(), file=sys.stderr)
+    # The summary quotes the release (file names, notes): each line printable, its indent kept.
+    lines = r.summary().splitlines()
+    print("\n".join(line[: len(line) - len(line.lstrip())] + printable(line) for line in lines), file=sys.stderr)
     print(f"  details: {result.out / REPORT_FILE}", file=sys.stderr)
     if result.audit is not None:
         print(summary_line(result.audit, result.audit_out), file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from mm_skin import __version__
 from mm_skin.audit_report import render_card_section
 from mm_skin.report import BuildReport
 from mm_skin.schema import ALL_CONFIGS, DEFAULT_CONFIG, MODALITIES, SPLITS, TEXTBOOKS, features_for
+from mm_skin.untrusted import card_code, card_text
 
 _TOP = Path(__file__).resolve().parent.parent
 CARDS_DIR: Path = next((d for d in (_TOP / "cards", _TOP / "mm_skin_cards") if d.is_dir()), _TOP / "cards")
@@ -201,14 +203,16 @@ def card_context(folder: Path, shards: dict[str, dict[str, list[str]]], report: 
         default_config=next(c["config_name"] for c in configs if c.get("default")),
         modalities=MODALITIES,
         textbooks=TEXTBOOKS,
-        files=report.files,
-        notes=report.notes,
-        report=report,
+        # What comes from the release (file names, its notes, its description, modality strings)
+        # is data: escaped here, on its way into Markdown (card_code: inside the template's `...`).
+        files={card_code(name): counts for name, counts in report.files.items()},
+        notes=[card_text(note) for note in report.notes],
+        report=types.SimpleNamespace(test_file=card_code(report.test_file or ""), images=report.images),
         skipped=len(report.skipped),
         warnings=len(report.warnings),
         has_test=any("test" in s for s in shards.values()),
-        modality_values=report.modality_values,
-        synthetic=report.synthetic,
+        modality_values={card_code(raw): m for raw, m in report.modality_values.items()},
+        synthetic=card_text(report.synthetic) if report.synthetic else None,
         citation=citation(),
         version=__version__,
         load_name=LOAD_NAME,

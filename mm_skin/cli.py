@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import enum
 import functools
+import sys
 import types
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -166,6 +167,14 @@ def options_from(namespace: argparse.Namespace, options: type[T]) -> T:
     """The dataclass instance for a parsed sub-command (extra namespace entries are ignored)."""
     names = {f.name for f in dataclasses.fields(options) if f.init}
     return options(**{k: v for k, v in vars(namespace).items() if k in names})
+
+
+def print_problem(message: object, kind: str = "error") -> None:
+    """Print ``kind: message`` on stderr as one printable line: messages quote files, servers and
+    data, whose escape sequences must not reach the terminal (:func:`mm_skin.untrusted.printable`)."""
+    from mm_skin.untrusted import printable
+
+    print(f"{kind}: {printable(str(message))}", file=sys.stderr)
 
 
 def run_main(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from typing import Any
 from mm_skin import __version__
 from mm_skin.cli import ExitCode
 from mm_skin.paths import UnsafePathError, is_inside, relative_parts
+from mm_skin.untrusted import printable, redact
 
 REPO_TYPES = ("dataset", "model", "space")
 # Not dot-entries, but never part of a dataset / model / Space either.
@@ -46,6 +47,8 @@ _TOKEN_RE = re.compile(r"\b(hf|api_org)_[A-Za-z0-9]{8,}")
 _BEARER_RE = re.compile(r"(?i)\b(bearer\s+|token=)[^\s,;&'\"]+")
 # The query of any URL: pre-signed upload/download URLs carry their signature there.
 _URL_QUERY_RE = re.compile(r"(https?://[^\s?#'\"<>]+)\?[^\s'\"<>]*")
+# user:password@ in a URL (an endpoint given with its credentials).
+_URL_USERINFO_RE = re.compile(r"(?i)\b(https?://)[^\s/@'\"<>]+@")
 _HTTP_HINTS = {
     401: "the token was rejected",
     403: "the token cannot write to this namespace",
@@ -63,17 +66,20 @@ class PushError(RuntimeError):
 
 
 def scrub(text: str, token: str | None = None) -> str:
-    """``text`` as one line without the token, any ``hf_...`` token, or URL query strings.
+    """``text`` as one printable line without the token (or a piece of it), any ``hf_...`` token, a
+    Bearer value, or URL query strings (:mod:`mm_skin.untrusted` for the line and the pieces).
 
     >>> scrub("PUT https://s3/x?X-Amz-Signature=abc failed, token hf_abcdefgh1234\\nretry s3cret", "s3cret")
     'PUT https://s3/x?<redacted> failed, token hf_*** retry ***'
+    >>> scrub("cannot reach http://me:pa55@10.0.0.2:8000/v1")
+    'cannot reach http://***@10.0.0.2:8000/v1'
     """
-    if token:
-        text = text.replace(token, "***")
+    text = redact(text, token)  # also a piece of it, as a server may echo the token cut short
     text = _TOKEN_RE.sub(lambda m: f"{m.group(1)}_***", text)
     text = _BEARER_RE.sub(lambda m: f"{m.group(1)}***", text)
     text = _URL_QUERY_RE.sub(r"\1?<redacted>", text)
-    return " ".join(text.split())
+    text = _URL_USERINFO_RE.sub(r"\1***@", text)
+    return printable(text)
 
 
 # --------------------------------------------------------------------------- what is uploaded

@@ -35,7 +35,7 @@ from typing import Any
 
 from transformers import StoppingCriteria
 
-from mm_skin.cli import ExitCode, add_command
+from mm_skin.cli import ExitCode, add_command, print_problem
 from mm_skin.hub import is_hub_id
 from skinvl.evaluation.models import LoadedModel, ModelError, ModelOptions, load_model
 from skinvl.evaluation.runs import DECODINGS, decoding_kwargs
@@ -68,6 +68,15 @@ DEFAULT_CLASSES = (
     "Dermatofibroma, Vascular lesions"
 )
 VIEW_MIN_SIDE = 224  # the model view is enlarged (nearest neighbour) to at least this many px
+# What one visitor may ask of the shared model. MM-Skin questions are 10-30 tokens and a zero-shot
+# class list about 100; a 1 MB question once held the model (and every other visitor) for 25 min.
+MAX_QUESTION_TOKENS = 512
+MAX_QUESTION_CHARS = 8 * MAX_QUESTION_TOKENS  # checked first, so a flood is not even tokenized
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # a dermatology photo is a few MB; Gradio refuses larger uploads (413)
+CONCURRENCY = 1  # questions generated at once: one model, one GPU
+MAX_QUEUE = 32  # visitors waiting; more are told the queue is full instead of waiting for ever
+# Gradio deletes uploads older than an hour, every hour, while the app runs; all of them on exit.
+DELETE_CACHE = (3600, 3600)
 SPACE_PACKAGES = ("skinvl", "mm_skin")  # vendored into a Space: the code its app.py imports
 
 
@@ -258,6 +267,18 @@ def _check_inputs(image, text: str, what: str) -> None:
         raise gr.Error(f"Type {what} first.")
 
 
+def check_question_length(loaded: LoadedModel, text: str, what: str = "question") -> None:
+    """Refuse (gr.Error) a text over MAX_QUESTION_CHARS characters or MAX_QUESTION_TOKENS tokens."""
+    import gradio as gr
+
+    if len(text) > MAX_QUESTION_CHARS:
+        raise gr.Error(f"The {what} is {len(text):,} characters long; this demo takes at most "
+                       f"{MAX_QUESTION_TOKENS} tokens (about {MAX_QUESTION_CHARS // 2:,} characters).")
+    tokens = len(loaded.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    if tokens > MAX_QUESTION_TOKENS:
+        raise gr.Error(f"The {what} is {tokens:,} tokens long; this demo takes at most {MAX_QUESTION_TOKENS}.")
+
+
 def _handlers(loaded: LoadedModel) -> tuple[Any, Any, Any]:
     """The app's three callbacks: model view, answer (streamed), zero-shot (streamed + parsed)."""
     import gradio as gr
@@ -284,11 +305,13 @@ def _handlers(loaded: LoadedModel) -> tuple[Any, Any, Any]:
     def answer(image, question, template, decoding, max_new_tokens, seed) -> Iterator[str]:
         """Answer a question about a skin image (streams the answer as it grows)."""
         _check_inputs(image, question, "a question")
+        check_question_length(loaded, question)
         yield from generate(image, question, template, decoding, max_new_tokens, seed)
 
     def zeroshot(image, classes, protocol, template, decoding, max_new_tokens, seed):
         """Ask the paper's zero-shot question for the classes; return answer, prompt, parsed class."""
         _check_inputs(image, classes, "the class names")
+        check_question_length(loaded, classes, "list of class names")
         names = parse_class_names(classes)
         if len(names) < 2:
             raise gr.Error(f"Give at least two class names separated by commas (got {names}).")
@@ -327,7 +350,7 @@ def build_app(loaded: LoadedModel, options: DemoOptions, examples: Sequence[Sequ
     import gradio as gr
 
     show, answer, zeroshot = _handlers(loaded)
-    with gr.Blocks(title=f"SkinVL demo: {options.model}", analytics_enabled=False) as app:
+    with gr.Blocks(title=f"SkinVL demo: {options.model}", analytics_enabled=False, delete_cache=DELETE_CACHE) as app:
         gr.Markdown(f"# SkinVL demo\nModel: `{options.model}`")
         gr.Markdown(NOTICE + ("\n\n" + TINY_NOTICE if options.model == "skinvl-tiny" else ""),
                     elem_id="notice")
@@ -339,9 +362,9 @@ def build_app(loaded: LoadedModel, options: DemoOptions, examples: Sequence[Sequ
                                 elem_id="model-view", height=VIEW_MIN_SIDE + 80)
             with gr.Column():
                 with gr.Tab("Ask"):
-                    question = gr.Textbox(label="Question", lines=2, elem_id="question",
+                    question = gr.Textbox(label="Question", lines=2, elem_id="question", max_length=MAX_QUESTION_CHARS,
                                           placeholder="e.g. " + COMMON_QUESTIONS[0])
-                    gr.Examples([[q] for q in COMMON_QUESTIONS], inputs=[question],
+                    gr.Examples([[q] for q in COMMON_QUESTIONS], inputs=[question], cache_examples=False,
                                 label="Common questions of the MM-Skin test split")
                     ask = gr.Button("Ask", variant="primary", elem_id="ask")
                     answer_box = gr.Textbox(label="Answer", lines=6, interactive=False, elem_id="answer")
@@ -356,7 +379,8 @@ def build_app(loaded: LoadedModel, options: DemoOptions, examples: Sequence[Sequ
                     zs_class = gr.Textbox(label="Parsed class", interactive=False, elem_id="zs-class")
                 settings = _settings(loaded, options)
         if examples:
-            gr.Examples([list(e) for e in examples], inputs=[image, question],
+            # Not cached: a cache would be answers written to .gradio/ that outlive the app.
+            gr.Examples([list(e) for e in examples], inputs=[image, question], cache_examples=False,
                         label=f"MM-Skin test examples ({options.data})")
         image.change(show, inputs=image, outputs=seen, api_visibility="private")
         gr.on([ask.click, question.submit], answer, inputs=[image, question, *settings],
@@ -366,6 +390,11 @@ def build_app(loaded: LoadedModel, options: DemoOptions, examples: Sequence[Sequ
     return app
 
 
+def queued(app: Any) -> Any:
+    """``app`` with its queue: CONCURRENCY questions generated at once, at most MAX_QUEUE waiting."""
+    return app.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
+
+
 def _quiet_gradio() -> None:
     """Keep Gradio (and the Hub client) from phoning home: set before gradio is imported."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -373,39 +402,59 @@ def _quiet_gradio() -> None:
 
 
 def serve(options: DemoOptions) -> int:
-    """Load the examples and the model, then run the app until interrupted; returns an exit code."""
+    """Load the examples and the model, then run the app until interrupted; returns an exit code.
+
+    Uploads and example images live in one private folder (mode 0700, under $GRADIO_TEMP_DIR when
+    set) that is deleted when the app stops.
+    """
     _quiet_gradio()
+    chosen = os.environ.get("GRADIO_TEMP_DIR")
+    if chosen:
+        Path(chosen).mkdir(parents=True, exist_ok=True)  # as Gradio would make it
+    try:
+        with tempfile.TemporaryDirectory(prefix="skinvl-demo-", dir=chosen) as tmp:
+            # Before gradio is imported: its upload folder is read from here (the default, /tmp/gradio,
+            # is shared by every user of the machine and outlives the app).
+            os.environ["GRADIO_TEMP_DIR"] = str(Path(tmp) / "uploads")
+            return _serve_from(options, tmp)
+    finally:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+        if chosen is not None:
+            os.environ["GRADIO_TEMP_DIR"] = chosen
+
+
+def _serve_from(options: DemoOptions, tmp: str) -> int:
+    """:func:`serve` with its private folder ``tmp`` made."""
     try:
         import gradio  # noqa: F401
     except ImportError:
         return _fail("skinvl demo needs Gradio: pip install 'mm-skin[demo]' (or pip install gradio).")
-    with tempfile.TemporaryDirectory(prefix="skinvl-demo-") as tmp:
-        examples: list[list[str]] = []
-        try:
-            if options.data:
-                examples = load_test_examples(options.data, Path(tmp), options.examples)
-        except (OSError, ValueError) as err:
-            return _fail(f"--data {options.data}: cannot read its VQA test split ({_first_line(err)}); "
-                         "pass a folder built by `mm-skin build` (or its Hub id).")
-        try:
-            loaded = load_model(options)
-        except ModelError as err:
-            return _fail(str(err))
-        app = build_app(loaded, options, examples)
-        if options.share:
-            print("note: --share sends the app's traffic through Gradio's share servers.", file=sys.stderr)
-        if threading.current_thread() is threading.main_thread():
-            # `kill` stops the app like Ctrl-C does: Gradio closes its server, the examples go.
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
-        try:
-            app.queue(default_concurrency_limit=1).launch(
-                server_name=options.host, server_port=options.port, share=options.share,
-                allowed_paths=[tmp], ssr_mode=False, mcp_server=False, pwa=False,
-                enable_monitoring=False, show_error=True,
-            )
-        except OSError as err:
-            return _fail(f"cannot listen on {options.host}:{options.port or 'default port'} "
-                         f"({_first_line(err)}); pass another --port or --host.")
+    examples: list[list[str]] = []
+    try:
+        if options.data:
+            examples = load_test_examples(options.data, Path(tmp), options.examples)
+    except (OSError, ValueError) as err:
+        return _fail(f"--data {options.data}: cannot read its VQA test split ({_first_line(err)}); "
+                     "pass a folder built by `mm-skin build` (or its Hub id).")
+    try:
+        loaded = load_model(options)
+    except ModelError as err:
+        return _fail(str(err))
+    app = build_app(loaded, options, examples)
+    if options.share:
+        print("note: --share sends the app's traffic through Gradio's share servers.", file=sys.stderr)
+    if threading.current_thread() is threading.main_thread():
+        # `kill` stops the app like Ctrl-C does: Gradio closes its server, the examples go.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        queued(app).launch(
+            server_name=options.host, server_port=options.port, share=options.share,
+            allowed_paths=[tmp], ssr_mode=False, mcp_server=False, pwa=False,
+            enable_monitoring=False, show_error=True, max_file_size=MAX_UPLOAD_BYTES,
+        )
+    except OSError as err:
+        return _fail(f"cannot listen on {options.host}:{options.port or 'default port'} "
+                     f"({_first_line(err)}); pass another --port or --host.")
     return ExitCode.OK
 
 
@@ -415,7 +464,7 @@ def _first_line(err: BaseException) -> str:
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print_problem(message)
     return ExitCode.BAD_INPUT
 
 

@@ -23,6 +23,7 @@ from mm_skin.card import citation as _citation
 from mm_skin.card import render_template
 from mm_skin.cli import ExitCode
 from mm_skin.hub import PushError, is_hub_id
+from mm_skin.untrusted import card_code, card_text
 from skinvl.training_record import SETTINGS_FILE
 
 DEFAULT_BASE_MODEL = "microsoft/llava-med-v1.5-mistral-7b"
@@ -190,9 +191,9 @@ def _description(doc: dict[str, Any], n: Any) -> str:
     decoding = doc.get("decoding")
     return (
         f"Scores x100, counts as counts, on {doc.get('n_samples', n) or 'the'} samples"
-        + (f" of split `{doc['split']}`" if doc.get("split") else "")
-        + (f"; decoding `{decoding.get('name')}`" if isinstance(decoding, dict) else "")
-        + (f"; prompt template `{doc['template']}`" if doc.get("template") else "")
+        + (f" of split `{card_code(doc['split'])}`" if doc.get("split") else "")
+        + (f"; decoding `{card_code(decoding.get('name'))}`" if isinstance(decoding, dict) else "")
+        + (f"; prompt template `{card_code(doc['template'])}`" if doc.get("template") else "")
         + "."
     )
 
@@ -204,8 +205,8 @@ def _unavailable_notes(doc: dict[str, Any]) -> list[str]:
     for metric, reason in sorted(unavailable.items()) if isinstance(unavailable, dict) else []:
         text = str(reason.get("reason", "") if isinstance(reason, dict) else reason)
         text = _FLAG.sub("", text).strip()
-        notes.append(f"{_METRIC_NAMES.get(metric, metric)} not computed (reported as n/a, never 0)"
-                     + (f": {text}" if text else "."))
+        notes.append(f"{card_text(_METRIC_NAMES.get(metric, metric))} not computed (reported as n/a, never 0)"
+                     + (f": {card_text(text)}" if text else "."))
     return notes
 
 
@@ -216,17 +217,20 @@ def _result_blocks(docs: Sequence[dict[str, Any]]) -> list[_ResultBlock]:
         per_group = doc.get("per_modality") or {}
         for protocol, overall in _metric_groups(doc).items():
             columns = [k for k in overall if k != "n"]
+            # Everything from a results.json is data: escaped on its way into the card.
             block = _ResultBlock(
-                title=human + (f", `{protocol}` protocol" if protocol else ""),
+                title=card_text(human) + (f", `{card_code(protocol)}` protocol" if protocol else ""),
                 description=_description(doc, overall.get("n")),
                 first_column="Group (n)",
-                columns=[_METRIC_NAMES.get(c, c) + (" (count)" if _is_count(c, overall[c]) else "") for c in columns],
-                notes=_unavailable_notes(doc) + ([f"Published with --force: {doc['model_differs']}."]
+                columns=[card_text(_METRIC_NAMES.get(c, c)) + (" (count)" if _is_count(c, overall[c]) else "")
+                         for c in columns],
+                notes=_unavailable_notes(doc) + ([f"Published with --force: {card_text(doc['model_differs'])}."]
                                                  if doc.get("model_differs") else []),
             )
             for group, metrics in {"overall": overall, **(per_group.get(protocol) or {})}.items():
                 n = metrics.get("n")
-                block.rows.append({"name": f"{group} ({n})" if n is not None else group,
+                name = card_text(group)
+                block.rows.append({"name": f"{name} ({card_text(n)})" if n is not None else name,
                                    "values": [_cell(c, metrics.get(c)) for c in columns]})
             blocks.append(block)
     return blocks
@@ -256,7 +260,7 @@ def _setting_value(value: Any) -> str:
     text = str(value)
     if hub_id(text) is None and ("/" in text or "\\" in text):
         text = Path(text).name + " (local)"
-    return f"`{text}`"
+    return f"`{card_code(text)}`"
 
 
 def training_rows(settings: dict[str, Any]) -> list[tuple[str, str]]:
@@ -266,13 +270,13 @@ def training_rows(settings: dict[str, Any]) -> list[tuple[str, str]]:
     :mod:`skinvl.training_record` writes it, or a flat dict of options.
     """
     options = settings.get("options") if isinstance(settings.get("options"), dict) else {}
-    rows = [(f"`{k}`", _setting_value(v)) for k, v in options.items() if k not in _OPERATIONAL_SETTINGS]
+    rows = [(f"`{card_code(k)}`", _setting_value(v)) for k, v in options.items() if k not in _OPERATIONAL_SETTINGS]
     for key, value in settings.items():
         if key == "options" or key in _OPERATIONAL_SETTINGS:
             continue
         if isinstance(value, dict):  # library versions
             value = [f"{name} {version}" for name, version in value.items() if version]
-        rows.append((f"`{key}`", _setting_value(value)))
+        rows.append((f"`{card_code(key)}`", _setting_value(value)))
     return rows
 
 

@@ -49,10 +49,11 @@ def test_local_run_killed_and_resumed_equals_uninterrupted(vqa_folder, tmp_path)
 
 def test_resume_refuses_a_log_of_other_rows(vqa_folder, tmp_path, capsys):
     out = tmp_path / "old"
-    out.mkdir()
+    assert main(_args(vqa_folder, out, "--limit", "1", "--max-new-tokens", "2")) == 0
     # A log written with the row ids of an older version ({split}-{index}): resuming would drop it.
     (out / "predictions.jsonl").write_text(json.dumps({"id": "test-00000", "question": "q", "prediction": "a",
                                                        "status": "ok"}) + "\n")
+    capsys.readouterr()
     assert main(_args(vqa_folder, out, "--resume", "--max-new-tokens", "2")) == 2
     assert "none of its rows" in capsys.readouterr().err
     assert json.loads((out / "predictions.jsonl").read_text())["id"] == "test-00000"  # left as it was
@@ -108,7 +109,7 @@ def test_hostile_and_broken_inputs_are_one_line_errors(tmp_path):
 
     log = PredictionLog(tmp_path / "run")
     log.start(resume=False)
-    log.append([{"id": "x", "question": "Q", "status": "ok"}])
+    log.append([{"id": "x", "question": "Q", "prediction": "A", "status": "ok"}])
     with log.path.open("a") as f:
         f.write('not json\n{"id": "y"')
     with pytest.raises(RunError, match=r"predictions.jsonl, line 2: not valid JSON"):

@@ -29,6 +29,7 @@ from skinvl.evaluation.runs import (
     execute,
     now,
     provenance,
+    run_identity,
 )
 
 
@@ -120,8 +121,10 @@ def ask(options: AskOptions, rows: Sequence[Row], images: LazyImages, dataset: d
         decoding = {"name": options.decoding, **kwargs, "seed": options.seed}
     if options.blind and not options.endpoint:
         images = blind_images(images)
+    identity = run_identity(description, model=model_info, prompt=prompt, decoding=decoding, dataset=dataset,
+                            blind=options.blind)
     try:
-        records = execute(rows, images, answerer, options, description)
+        records = execute(rows, images, answerer, options, description, identity)
     finally:
         if hasattr(answerer, "close"):
             answerer.close()

@@ -65,13 +65,12 @@ def write_classification_outputs(
     out_dir: Path, payload: dict[str, Any], sample_rows: list[dict], title: str
 ) -> None:
     """results.json, results.md, predictions.csv and confusion_matrix.png of a classification run."""
-    import csv
+    from mm_skin.csv_files import write_rows
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    columns = list(sample_rows[0])
     with (out_dir / "predictions.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(sample_rows[0]))
-        writer.writeheader()
-        writer.writerows(sample_rows)
+        write_rows(f, columns, ([row.get(c, "") for c in columns] for row in sample_rows))
     report.write_results_json(out_dir, payload)
     cm = payload["confusion_matrix"]
     lines = [

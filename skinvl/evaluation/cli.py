@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mm_skin.cli import EXIT_CODES_HELP, ExitCode, OptionsParser, add_command
+from mm_skin.cli import EXIT_CODES_HELP, ExitCode, OptionsParser, add_command, print_problem
 from skinvl.evaluation.compare import CompareError, CompareOptions, compare_runs
 from skinvl.evaluation.endpoint import EndpointError
 from skinvl.evaluation.images import ImageFileError
@@ -42,9 +42,13 @@ def _report(payload: dict[str, Any] | None, out: str) -> int:
     if payload is None:  # a non-main rank of a data-parallel run: rank 0 reports
         return ExitCode.OK
     for line in payload.get("warnings") or []:  # input problems the run recorded in results.json
-        print(f"warning: {line}", file=sys.stderr)
+        print_problem(line, "warning")
     for metric, why in (payload.get("unavailable") or {}).items():
-        print(f"note: {metric} unavailable: {why['reason']} Fix: {why['fix']}", file=sys.stderr)
+        print_problem(f"{metric} unavailable: {why['reason']} Fix: {why['fix']}", "note")
+    fallback = (payload.get("paper_rouge_fallback") or {}).get("count", 0)
+    if fallback:
+        print_problem(f"{fallback} row(s) the paper's `rouge` package cannot score were scored by rouge-score "
+                      "(counted in results.json: paper_rouge_fallback).", "note")
     failed = (payload.get("failed") or {}).get("count", 0)
     if failed:
         print(f"warning: {failed} question(s) failed and are not scored (reasons in results.json); "
@@ -67,7 +71,7 @@ def _guarded(work: Callable[[Any], dict[str, Any] | None], summary: Callable[[di
         try:
             payload = work(options)
         except BAD_INPUT as err:
-            print(f"error: {err}", file=sys.stderr)
+            print_problem(err)
             return ExitCode.BAD_INPUT
         if payload is not None and summary is not None:
             print(summary(payload["metrics"]))
@@ -82,7 +86,7 @@ def _zeroshot(options: ZeroShotOptions) -> dict[str, Any] | None:
         return run_zeroshot(options)
     labels, rows, _, refs = zeroshot_inputs(options)
     for line in labels.warnings():
-        print(f"warning: {line}", file=sys.stderr)
+        print_problem(line, "warning")
     if options.protocol == "mcq":  # the lettered questions, one row per (image, option order)
         rows = mcq_rows(rows, labels.classes)
     path = export_prompts(rows, [refs[row.index] for row in rows], options.export_prompts)
@@ -95,7 +99,7 @@ def _compare(options: CompareOptions) -> int:
     try:
         payload = compare_runs(options)
     except (CompareError, PredictionsFileError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_problem(err)
         return ExitCode.BAD_INPUT
     for protocol, per_run in payload["differences"].items():
         for run, values in per_run.items():

@@ -28,13 +28,13 @@ A metric missing from a run (e.g. BERTScore unavailable) is skipped.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mm_skin.csv_files import dict_rows
 from skinvl.evaluation import bootstrap, report
 from skinvl.evaluation.provenance_header import provenance_header
 from skinvl.evaluation.scoring import HEADLINE_METRICS, PAPER_BLEU_WEIGHTS, first_word
@@ -91,7 +91,7 @@ def load_run(folder: str | Path, *, require_ids: bool = True) -> Run:
     if doc.get("task") not in ("vqa", "zero-shot-classification"):
         raise CompareError(f"{results}: task {doc.get('task')!r} cannot be compared; use VQA or zero-shot runs.")
     with scored.open(newline="", encoding="utf-8") as f:
-        table = list(csv.DictReader(f))
+        table = list(dict_rows(f))
     if not require_ids:
         for number, row in enumerate(table, start=1):
             row["id"] = row.get("id") or f"row-{number}"

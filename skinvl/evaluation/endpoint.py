@@ -5,14 +5,18 @@ Each request is one user turn [image, question]; the image is a base64 ``image_u
 the dataset's ORIGINAL bytes (no re-encoding). Decoding maps to ``temperature`` / ``top_p`` /
 ``max_tokens`` (+ ``seed``). 429, 5xx, timeouts and dropped connections are retried with
 exponential backoff (``Retry-After`` honoured); a question that still fails is recorded as
-failed with the reason, counted, and never scored as an empty answer. The API key comes from the
-environment variable named by ``--api-key-env`` and is never printed.
+failed with the reason, counted, and never scored as an empty answer. A response over
+MAX_RESPONSE_BYTES, or one still arriving after ``--timeout`` seconds (a deadline for the whole
+request, checked on every chunk received; a silent connection is cut by the same timeout per
+read), fails its question. The API key comes from the environment variable named by
+``--api-key-env`` and never leaves the client: it is scrubbed from every answer and failure reason.
 """
 
 from __future__ import annotations
 
 import base64
 import email.utils
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -20,11 +24,18 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
+from mm_skin.hub import scrub
+from mm_skin.untrusted import redact
 from skinvl.evaluation.images import LazyImages, mime_type
 from skinvl.evaluation.runs import Row
 
 RETRY_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 MAX_BACKOFF_S = 60.0
+# A chat answer of max_new_tokens is a few KiB; a body over this is a fault (or an attack) that
+# would otherwise be read into memory whole.
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+ERROR_BODY_BYTES = 1024  # of an error response, quoted in the reason
+MAX_REASON_CHARS = 200  # a failure reason as recorded and printed (cut after scrubbing)
 
 
 class EndpointError(ValueError):
@@ -41,7 +52,8 @@ class EndpointOptions:
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={
         "help": "environment variable holding the API key (sent as a Bearer token, never printed)"})
     concurrency: int = field(default=8, metadata={"help": "requests in flight"})
-    timeout: float = field(default=120.0, metadata={"help": "seconds per request"})
+    timeout: float = field(default=120.0, metadata={
+        "help": "deadline in seconds for a whole request, from sending it to the last byte of the answer"})
     max_retries: int = field(default=5, metadata={"help": "retries of a request on 429 / 5xx / timeouts / lost connections"})
     retry_backoff: float = field(default=1.0, metadata={"help": "first retry delay in seconds, doubled each retry"})
 
@@ -112,7 +124,19 @@ class EndpointAnswerer:
         return row.record(text, error=error)
 
     def post(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
-        """(answer, None) or (None, reason) after the retries."""
+        """(answer, None) or (None, reason) after the retries.
+
+        Every string leaving the client goes through here: the key (or any piece of it a server
+        echoed) is scrubbed from the answer and the reason, the reason is made one printable line,
+        and only then cut to MAX_REASON_CHARS (cutting first could split the key past the scrub).
+        """
+        text, reason = self._attempts(body)
+        if reason is not None:
+            reason = scrub(reason, self._key)
+            return None, reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 3] + "..."
+        return redact(text or "", self._key), None
+
+    def _attempts(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
         # Hand-written on purpose: httpx's HTTPTransport(retries=N) retries only failed connects, at
         # once; here 429 / 5xx answers and read timeouts are retried too, with backoff and Retry-After.
         import httpx
@@ -121,33 +145,61 @@ class EndpointAnswerer:
         for attempt in range(self.options.max_retries + 1):
             delay = self.options.retry_backoff * 2**attempt
             try:
-                response = self.client.post(self.url, json=body)
-            except httpx.TransportError as err:  # timeouts, refused and dropped connections
-                reason = f"{type(err).__name__}: {self._scrub(str(err)) or 'no detail'}"
+                status, headers, data = self._exchange(body)
+            except ResponseTooLarge as err:  # asking again would fetch the same flood
+                return None, str(err)
+            except (httpx.TransportError, DeadlineExceeded) as err:  # timeouts, refused and dropped connections
+                reason = f"{type(err).__name__}: {str(err) or 'no detail'}"
             else:
-                if response.status_code == 200:
-                    return _content(response)
-                reason = f"HTTP {response.status_code}: {self._scrub(response.text[:200])}"
-                if response.status_code not in RETRY_STATUS:
+                if status == 200:
+                    return _content(data)
+                reason = f"HTTP {status}: {data.decode('utf-8', 'replace')}"
+                if status not in RETRY_STATUS:
                     return None, reason
-                delay = _retry_after(response.headers.get("retry-after"), delay)
+                delay = _retry_after(headers.get("retry-after"), delay)
             if attempt < self.options.max_retries:
                 time.sleep(min(delay, MAX_BACKOFF_S))
         return None, f"{reason} (after {self.options.max_retries} retries)"
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+    def _exchange(self, body: dict[str, Any]) -> tuple[int, Any, bytes]:
+        """(status, headers, body) of one request, streamed: at most MAX_RESPONSE_BYTES (decoded),
+        and no chunk accepted after ``--timeout`` seconds from the start of the request."""
+        deadline = time.monotonic() + self.options.timeout
+        with self.client.stream("POST", self.url, json=body) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+                raise ResponseTooLarge(f"response of {int(declared)} bytes refused (cap {MAX_RESPONSE_BYTES} bytes)")
+            # Error bodies are only quoted in the reason: their first KiB is enough.
+            limit = MAX_RESPONSE_BYTES if response.status_code == 200 else ERROR_BODY_BYTES
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if time.monotonic() > deadline:
+                    raise DeadlineExceeded(f"no complete response within --timeout {self.options.timeout:g} s")
+                if len(data) > limit:
+                    if response.status_code != 200:
+                        break
+                    raise ResponseTooLarge(f"response over the cap of {MAX_RESPONSE_BYTES} bytes; stopped reading")
+            return response.status_code, response.headers, bytes(data[:limit])
 
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
 
 
-def _content(response) -> tuple[str | None, str | None]:
+class ResponseTooLarge(Exception):
+    """A response body over MAX_RESPONSE_BYTES: the question is recorded as failed, not retried."""
+
+
+class DeadlineExceeded(Exception):
+    """The whole request took longer than ``--timeout`` (e.g. a body trickling in byte by byte)."""
+
+
+def _content(data: bytes) -> tuple[str | None, str | None]:
     try:
-        text = response.json()["choices"][0]["message"]["content"]
+        text = json.loads(data)["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
-        return None, f"malformed response: {response.text[:200]!r}"
+        return None, f"malformed response: {data[:ERROR_BODY_BYTES].decode('utf-8', 'replace')!r}"
     if not isinstance(text, str):
         return None, f"malformed response: content is {type(text).__name__}"
     return text.strip(), None

@@ -50,6 +50,10 @@ from skinvl.evaluation.runs import Row
 ID_COLUMNS = ("id", "question_id", "row_id")
 VLMEVALKIT_FAILED = "Failed to obtain answer"  # prefix of VLMEvalKit's FAIL_MSG variants
 MISSING_LISTED = 20
+# An .xlsx of a VLMEvalKit run over MM-Skin unpacks to a few MB; openpyxl holds many times the
+# XML in memory, so a sheet unpacking past this is refused before it is opened.
+MAX_XLSX_UNCOMPRESSED_BYTES = 100 * 1024 * 1024
+MAX_XLSX_MEMBERS = 1000
 
 
 @dataclass(frozen=True)
@@ -154,10 +158,31 @@ def _lmms_eval_answer(row: dict[str, Any], where: str) -> Answer:
     return _answer(response, where, fields, _text(doc.get("question_id")), position)
 
 
+def check_spreadsheet_size(path: Path) -> None:
+    """Refuse an .xlsx whose members unpack to more than MAX_XLSX_UNCOMPRESSED_BYTES, before openpyxl
+    reads it: a 6 MB zip bomb would otherwise unpack into gigabytes. Python's zipfile never
+    inflates a member past its declared size, so the declared sizes are a true bound."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise PredictionsFileError(f"{path}: not a readable .xlsx (a zip archive): {err}; export the sheet again.") from None
+    total = sum(m.file_size for m in members)
+    if total > MAX_XLSX_UNCOMPRESSED_BYTES or len(members) > MAX_XLSX_MEMBERS:
+        biggest = max(members, key=lambda m: m.file_size)
+        raise PredictionsFileError(
+            f"{path}: unpacks to {total} bytes in {len(members)} members (largest {biggest.filename!r}, "
+            f"{biggest.file_size} bytes); the cap is {MAX_XLSX_UNCOMPRESSED_BYTES} bytes and {MAX_XLSX_MEMBERS} "
+            "members. A VLMEvalKit sheet is far smaller: export it again, or as .tsv.")
+
+
 def _vlmevalkit_frame(path: Path):
     import pandas as pd
 
     if path.suffix.lower() == ".xlsx":
+        check_spreadsheet_size(path)
         try:
             return pd.read_excel(path, dtype=object)  # needs openpyxl (the `eval` extra)
         except ImportError as err:

@@ -24,7 +24,6 @@ file from any other model (GPT-4o, another VLM) is scored the same way.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterator, Sequence
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mm_skin.columns import duplicate_columns_problem
+from mm_skin.csv_files import dict_reader, unescape_row, write_rows
 from mm_skin.qa_columns import CLOSED, OPEN
 from mm_skin.schema import MODALITIES, MODALITY_ALIASES, normalize_modality
 
@@ -168,11 +168,11 @@ def iter_rows(path: str | Path) -> Iterator[tuple[dict[str, Any], str]]:
         raise PredictionsFileError(f"{path}: no such file.")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(read_text(path, PredictionsFileError), newline=""))
+        reader = dict_reader(io.StringIO(read_text(path, PredictionsFileError), newline=""))
         check_header(reader.fieldnames or [], path)
         # Row numbers are 1-based data rows; the header is line 1 of the file.
         for i, row in enumerate(reader, start=1):
-            yield row, f"{path}, row {i}"
+            yield unescape_row(row), f"{path}, row {i}"
         return
     if suffix not in (".jsonl", ".json", ".ndjson"):
         raise PredictionsFileError(f"{path}: unknown extension {suffix!r}; use .csv or .jsonl.")
@@ -226,8 +226,5 @@ def write_predictions(samples: list[VQASample], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = sample_columns(samples)
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for s in samples:
-            writer.writerow(sample_cells(s, columns))
+        write_rows(f, columns, (sample_cells(s, columns) for s in samples))
     return path

@@ -8,15 +8,28 @@ row order, so a resumed run leaves the same files as an uninterrupted one.
 Under ``accelerate launch --num_processes N`` (or torchrun) rank r answers every N-th pending row
 into ``predictions.rank{r}.jsonl``; after a barrier rank 0 merges them into ``predictions.jsonl``
 (identical to a single-process run) and removes the rank files it merged.
+
+A resume continues the SAME run or nothing. Beside the log, ``run_identity.json`` holds what made
+its answers (task, model + revision + weights hash, template, decoding, dataset:
+:func:`run_identity`); ``--resume`` under another identity, or of a log without one, is refused
+naming the field that differs, and each answered row must still be asked the same question about
+the same image. (A file beside the log, not a first line in it: predictions.jsonl stays one
+record per line for every reader.)
+References (and every other field of a row) always come from the dataset, never from the log,
+so a dataset rebuilt with corrected references scores the kept answers against the new ones.
+Records are type-checked as they are read back. While answering, the run holds an exclusive lock
+(``fcntl.flock`` on :data:`LOCK_FILE` in the folder, with its process id): a second run into the
+same ``--out`` refuses at once instead of interleaving its answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +37,8 @@ from typing import Any, Protocol
 from skinvl.evaluation.images import LazyImages
 
 PREDICTIONS = "predictions.jsonl"
+IDENTITY = "run_identity.json"  # beside the log: what made its answers (run_identity)
+LOCK_FILE = ".skinvl-run.lock"  # a dot-file and a .lock: never pushed with the folder
 PACKAGES = ("mm-skin", "transformers", "torch", "datasets", "huggingface_hub", "accelerate", "tokenizers",
             "pillow", "httpx")
 
@@ -110,12 +125,82 @@ def dataset_info(dataset: dict[str, Any], rows: Sequence[Row]) -> dict[str, Any]
     return {**dataset, "rows": len(rows), "row_ids_blake2b": fingerprint(rows)}
 
 
-class PredictionLog:
-    """``predictions.jsonl`` (or this rank's part) in ``out``: read back, appended, merged."""
+def run_identity(task: str, *, model: Mapping[str, Any], prompt: str | None, decoding: Mapping[str, Any],
+                 dataset: Mapping[str, Any], blind: bool = False) -> dict[str, Any]:
+    """What decides a run's answers, as JSON: the folder's IDENTITY file, compared on ``--resume``.
 
-    def __init__(self, out: str | Path, rank: int = 0, world: int = 1):
+    ``blind`` is part of it: a blind run never resumes a log of answers that saw the images.
+
+    ``prompt`` (the first question as the model receives it) stands for the chat template; the
+    dataset's ``limit`` is left out: a resumed run may ask more or fewer rows of the same split.
+    """
+    prompt_hash = None if prompt is None else hashlib.blake2b(prompt.encode(), digest_size=16).hexdigest()
+    identity = {"task": task, "model": dict(model), "template": {"first_prompt_blake2b": prompt_hash},
+                "decoding": dict(decoding), "dataset": {k: v for k, v in dataset.items() if k != "limit"},
+                "blind": blind}
+    return json.loads(json.dumps(identity, default=str))  # the form it has when read back
+
+
+def identity_difference(logged: Any, current: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """The first field (dotted path) where two identities differ, with both values; None if equal."""
+    if isinstance(logged, dict) and isinstance(current, dict):
+        for key in sorted(set(logged) | set(current)):
+            found = identity_difference(logged.get(key), current.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    return None if logged == current else (path or "identity", logged, current)
+
+
+def check_record(record: Any, where: str) -> dict[str, Any]:
+    """A log record with the types a resume relies on; RunError naming the file, line and field."""
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not record["id"]:
+        problem = "not a prediction record (no string 'id')"
+    elif record.get("status") not in ("ok", "failed"):
+        problem = f"'status' must be 'ok' or 'failed', got {record.get('status')!r}"
+    elif not isinstance(record.get("question"), str):
+        problem = f"'question' must be a string, got {type(record.get('question')).__name__}"
+    elif record["status"] == "ok" and not isinstance(record.get("prediction"), str):
+        problem = f"'prediction' of an answered row must be a string, got {type(record.get('prediction')).__name__}"
+    else:
+        return record
+    raise RunError(f"{where}: {problem}; fix or remove the line (a removed row is asked again on --resume).")
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder ``out``; RunError at once when another run holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (the log's identity check still guards resumes)
+        yield
+        return
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise RunError(f"{out}: another run (process {holder}) is writing to this folder; wait for it to finish "
+                           "or choose another --out.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class PredictionLog:
+    """``predictions.jsonl`` (or this rank's part) in ``out``: read back, appended, merged.
+
+    With an ``identity`` (:func:`run_identity`) the folder's IDENTITY file records it, and logs
+    written under another identity are refused.
+    """
+
+    def __init__(self, out: str | Path, rank: int = 0, world: int = 1, identity: dict[str, Any] | None = None):
         self.out = Path(out)
         self.path = self.out / (PREDICTIONS if world == 1 else f"predictions.rank{rank}.jsonl")
+        self.identity, self.rank = identity, rank
 
     def files(self) -> list[Path]:
         """Every log of this run folder: the merged one and rank parts."""
@@ -135,14 +220,14 @@ class PredictionLog:
                     if number == len(lines):  # the line a killed run was writing
                         continue
                     raise RunError(f"{path}, line {number}: not valid JSON ({err.msg}); fix or remove the line.") from err
-                if not isinstance(record, dict) or "id" not in record:
-                    raise RunError(f"{path}, line {number}: not a prediction record (no 'id'); fix or remove it.")
+                check_record(record, f"{path}, line {number}")
                 if record.get("status") == "ok" or record["id"] not in records:
                     records[record["id"]] = record
         return records
 
     def start(self, resume: bool) -> None:
-        """Check the folder: a new run must not overwrite an old log; a resumed one drops a torn line."""
+        """Check the folder: a new run must not overwrite an old log; a resumed one drops a torn line
+        and must have the same identity."""
         self.out.mkdir(parents=True, exist_ok=True)
         existing = self.files()
         if existing and not resume:
@@ -152,6 +237,31 @@ class PredictionLog:
             if data and not data.endswith(b"\n"):  # killed mid-line: keep the complete lines only
                 with self.path.open("r+b") as f:
                     f.truncate(data.rfind(b"\n") + 1)
+        if self.identity is None:
+            return
+        if any(p.stat().st_size for p in self.files()):
+            self._check_identity()
+        if self.rank == 0:  # written before any answer; the same content again on a resume
+            partial = self.out / f"{IDENTITY}.tmp"
+            partial.write_text(json.dumps(self.identity, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            partial.replace(self.out / IDENTITY)
+
+    def _check_identity(self) -> None:
+        """Refuse answers made under another identity (the first field that differs is named)."""
+        path = self.out / IDENTITY
+        try:
+            logged = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            logged = None
+        if not isinstance(logged, dict):
+            raise RunError(f"{path}: missing or unreadable, so --resume cannot tell which model, decoding and data "
+                           f"made the answers in {self.out / PREDICTIONS}: evaluate into a new --out.")
+        found = identity_difference(logged, self.identity)
+        if found:
+            field_name, before, current = found
+            raise RunError(f"{path}: --resume with another {field_name} ({current!r}; the answers in the folder were made "
+                           f"with {before!r}) would credit them to this run: resume with the same settings, or "
+                           "evaluate into a new --out.")
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """Append records, one JSON line each, and flush them to the operating system."""
@@ -161,9 +271,13 @@ class PredictionLog:
             f.flush()
 
     def merge(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
-        """Write ``predictions.jsonl`` in row order from every log; remove the merged rank parts."""
+        """Write ``predictions.jsonl`` in row order from every log; remove the merged rank parts.
+
+        Each record takes the row's fields (reference, modality, ...) from ``rows``, i.e. from the
+        dataset as it is now, whatever the log kept.
+        """
         records = self.read()
-        ordered = [records[row.id] for row in rows if row.id in records]
+        ordered = [{**records[row.id], **row.fields} for row in rows if row.id in records]
         target = self.out / PREDICTIONS
         partial = target.with_suffix(".jsonl.tmp")
         with partial.open("w", encoding="utf-8") as f:
@@ -176,8 +290,9 @@ class PredictionLog:
 
 
 def check_resumed(rows: Sequence[Row], done: dict[str, dict[str, Any]], path: Path) -> None:
-    """Refuse to resume into a log whose rows were asked other questions (a changed dataset), or
-    whose row ids are all foreign (another split, or ids of an older version): merging would drop them."""
+    """Refuse to resume into a log whose rows were asked other questions, or about other images (a
+    changed dataset), or whose row ids are all foreign (another split, or ids of an older version):
+    merging would drop them."""
     ids = {row.id for row in rows}
     if done and not ids & set(done):
         first = next(iter(done))
@@ -185,24 +300,44 @@ def check_resumed(rows: Sequence[Row], done: dict[str, dict[str, Any]], path: Pa
                        "was written for other data or by an older version: evaluate into a new --out.")
     for row in rows:
         record = done.get(row.id)
-        if record is not None and record.get("question") != row.question:
+        if record is None:
+            continue
+        if record.get("question") != row.question:
             raise RunError(f"{path}: row {row.id} was asked {record.get('question')!r} but the data now asks "
                            f"{row.question!r}; the dataset changed: evaluate into a new --out.")
+        image = row.fields.get("image_id")
+        if image is not None and record.get("image_id") not in (None, image):
+            raise RunError(f"{path}: row {row.id} was asked about image {record.get('image_id')!r} but the data now "
+                           f"shows {image!r}; the dataset changed: evaluate into a new --out.")
 
 
 def execute(rows: Sequence[Row], images: LazyImages, answerer: Answerer, options: RunOptions,
-            description: str = "eval") -> list[dict[str, Any]] | None:
+            description: str = "eval", identity: dict[str, Any] | None = None) -> list[dict[str, Any]] | None:
     """Ask every row not answered yet (this rank's share), log it, and merge on rank 0.
 
-    Returns the records in row order on the main process, None on the other ranks.
+    ``identity`` (:func:`run_identity`) heads the log and must match on ``--resume``; rank 0 holds
+    the folder's lock meanwhile. Returns the records in row order on the main process, None on
+    the other ranks.
     """
+    rank, world, state = _distributed()
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out) if rank == 0 else contextlib.nullcontext():
+        log = PredictionLog(out, rank, world, identity)
+        log.start(options.resume)  # every rank: all see the same files (nothing is written before the barrier)
+        if state is not None:
+            state.wait_for_everyone()
+        _answer_pending(rows, images, answerer, log, rank, world, description)
+        if state is not None:
+            state.wait_for_everyone()
+        return log.merge(rows) if rank == 0 else None
+
+
+def _answer_pending(rows: Sequence[Row], images: LazyImages, answerer: Answerer, log: PredictionLog, rank: int,
+                    world: int, description: str) -> None:
+    """Ask this rank's share of the rows without an answer in the log, appending as answers come."""
     from tqdm.auto import tqdm
 
-    rank, world, state = _distributed()
-    log = PredictionLog(options.out, rank, world)
-    log.start(options.resume)  # every rank: all see the same files (nothing is written before the barrier)
-    if state is not None:
-        state.wait_for_everyone()
     done = {k: v for k, v in log.read().items() if v.get("status") == "ok"}
     check_resumed(rows, done, log.out / PREDICTIONS)
     pending = [row for row in rows if row.id not in done][rank::world]
@@ -210,9 +345,6 @@ def execute(rows: Sequence[Row], images: LazyImages, answerer: Answerer, options
         for records in answerer.answer(pending, images.take([row.index for row in pending])):
             log.append(records)
             bar.update(len(records))
-    if state is not None:
-        state.wait_for_everyone()
-    return log.merge(rows) if rank == 0 else None
 
 
 def _distributed():
@@ -273,5 +405,7 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-__all__ = ["DECODINGS", "DecodingOptions", "PredictionLog", "Row", "RunError", "RunOptions", "dataset_info",
-           "decoding_kwargs", "device_for_rank", "execute", "fingerprint", "is_main_process", "now", "package_versions", "provenance"]
+__all__ = ["DECODINGS", "IDENTITY", "LOCK_FILE", "DecodingOptions", "PredictionLog", "Row", "RunError", "RunOptions",
+           "check_record", "dataset_info", "decoding_kwargs", "device_for_rank", "execute", "fingerprint",
+           "folder_lock", "identity_difference", "is_main_process", "now", "package_versions", "provenance",
+           "run_identity"]

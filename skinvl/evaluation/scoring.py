@@ -32,6 +32,11 @@ score blank predictions themselves (BLEU counts their length 0, METEOR and token
 BERTScore gives a blank candidate 0, as bert_score itself does (we bypass it for blanks because
 it crashes on them under transformers 5).
 
+Rows the ``rouge`` package cannot score. Its ROUGE-L recursion overflows on a long answer without
+a period (about 1,000 words: ``RecursionError``), which would leave the run unscorable. Such a
+row (any of PAPER_ROUGE_FAILURES) is scored by :func:`rouge_fallback`, Google's ``rouge-score``
+without stemming, and counted: ``paper_rouge_fallback`` in results.json lists the rows.
+
 Missing resources. METEOR needs NLTK's WordNet and BERTScore a BERT checkpoint. When one cannot
 be loaded the metric's value is ``None`` and ``unavailable[metric]`` holds the reason and the
 command that fixes it; it is never reported as 0.
@@ -63,6 +68,8 @@ PAPER_BERTSCORE_MODEL = "bert-base-uncased"
 PAPER_BERTSCORE_LAYER = 9
 PROTOCOLS = ("paper", "standard")
 # Each protocol's headline metrics: drawn in vqa_scores.png and given a bootstrap CI by `eval compare`.
+# What the ``rouge`` package raises on a row it cannot score (see the module docstring).
+PAPER_ROUGE_FAILURES = (RecursionError, ValueError, ZeroDivisionError, IndexError)
 HEADLINE_METRICS = {"paper": ("bleu_1", "bleu_4", "rouge_l", "meteor", "bertscore_f1", "token_recall"),
                     "standard": ("sacrebleu", "rouge_l", "meteor", "bertscore_f1", "yes_no_accuracy")}
 OVERALL = "overall"
@@ -131,6 +138,7 @@ class ScoreResult:
     empty_predictions: int
     per_sample: dict[str, list[float | None]]
     per_answer_type: dict[str, dict[str, dict[str, float | int | None]]] = field(default_factory=dict)
+    rouge_fallback: list[int] = field(default_factory=list)  # rows the paper's ROUGE scored by the fallback
 
 
 # --------------------------------------------------------------------------------- resources
@@ -214,18 +222,37 @@ def is_rouge_empty(text: str) -> bool:
     return not any(len(piece) > 0 for piece in text.split("."))
 
 
-def paper_rouge(predictions: Sequence[str], references: Sequence[str]) -> list[dict[str, float]]:
-    """Per-sample ROUGE-1/2/L F of the ``rouge`` package; 0 for predictions it calls empty."""
+def paper_rouge(predictions: Sequence[str], references: Sequence[str]) -> tuple[list[dict[str, float]], list[int]]:
+    """Per-sample ROUGE-1/2/L F of the ``rouge`` package (0 for predictions it calls empty), and the
+    indices of the rows it could not score, which :func:`rouge_fallback` scored instead."""
     from rouge import Rouge
 
     zero = {"rouge-1": 0.0, "rouge-2": 0.0, "rouge-l": 0.0}
     keep = [i for i, p in enumerate(predictions) if not is_rouge_empty(p)]
     out: list[dict[str, float]] = [dict(zero) for _ in predictions]
-    if keep:
-        scores = Rouge().get_scores([predictions[i] for i in keep], [references[i] for i in keep])
-        for i, s in zip(keep, scores, strict=True):
-            out[i] = {k: v["f"] for k, v in s.items()}
-    return out
+    rouge, fallback = Rouge(), []
+    try:
+        scores = rouge.get_scores([predictions[i] for i in keep], [references[i] for i in keep]) if keep else []
+    except PAPER_ROUGE_FAILURES:  # find the rows it cannot score, one by one
+        scores = []
+        for i in keep:
+            try:
+                scores.append(rouge.get_scores(predictions[i], references[i])[0])
+            except PAPER_ROUGE_FAILURES:
+                fallback.append(i)
+                scores.append(rouge_fallback(predictions[i], references[i]))
+    for i, s in zip(keep, scores, strict=True):
+        out[i] = {k: v["f"] for k, v in s.items()}
+    return out, fallback
+
+
+def rouge_fallback(prediction: str, reference: str) -> dict[str, dict[str, float]]:
+    """ROUGE-1/2/L of one row the ``rouge`` package cannot score, by Google's ``rouge-score`` without
+    stemming (its LCS is a table, not a recursion), in the ``rouge`` package's result shape."""
+    from rouge_score import rouge_scorer
+
+    scores = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False).score(reference, prediction)
+    return {f"rouge-{key[5:].lower()}": {"f": s.fmeasure, "p": s.precision, "r": s.recall} for key, s in scores.items()}
 
 
 def token_recall(prediction: str, reference: str) -> float:
@@ -381,8 +408,9 @@ def score_vqa(
         unavailable["bertscore"] = bert_missing
 
     rouge_score_values = _rouge_score(preds, refs) if "standard" in protocols else []
+    paper_rouge_values, fallback = paper_rouge(preds, refs) if "paper" in protocols else ([], [])
     per = _PerSample(
-        rouge=paper_rouge(preds, refs) if "paper" in protocols else [],
+        rouge=paper_rouge_values,
         token_recall=[token_recall(p, r) for p, r in zip(preds, refs, strict=True)],
         meteor_paper=meteor_paper,
         meteor_standard=meteor_standard,
@@ -419,4 +447,5 @@ def score_vqa(
         empty_predictions=sum(is_rouge_empty(p) or not p.strip() for p in preds),
         per_sample=per_sample,
         per_answer_type=per_answer_type,
+        rouge_fallback=fallback,
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mm_skin.csv_files import write_rows
 from skinvl.evaluation import report
 from skinvl.evaluation.ask import AskOptions, ask
 from skinvl.evaluation.foreign import (
@@ -170,6 +171,7 @@ def score_to_folder(
             p: {g: v for g, v in result.metrics[p].items() if g != "overall"} for p in protocols
         },
         **({"per_answer_type": result.per_answer_type} if result.per_answer_type else {}),
+        **({"paper_rouge_fallback": _fallback_summary(samples, result.rouge_fallback)} if "paper" in protocols else {}),
         "unavailable": result.unavailable,
         "settings": {
             "bertscore_model": settings.bertscore_model if settings.bertscore else None,
@@ -191,6 +193,9 @@ def score_to_folder(
         sections += _group_table(f"## Protocol `{p}` (x100)", result.metrics[p], "group")
     for p, by_type in result.per_answer_type.items():
         sections += _group_table(f"## Protocol `{p}` per answer type (x100)", by_type, "answer type")
+    if result.rouge_fallback:
+        sections += ["", f"Paper-protocol ROUGE: {len(result.rouge_fallback)} row(s) the `rouge` package cannot score "
+                     "(e.g. a long answer without a period) were scored by `rouge-score` without stemming."]
     sections.append(report.unavailable_notes(result.unavailable))
     report.write_markdown(out, "\n".join(sections))
     main = "paper" if "paper" in protocols else protocols[0]
@@ -204,6 +209,12 @@ def score_to_folder(
     return payload
 
 
+def _fallback_summary(samples: Sequence[VQASample], rows: Sequence[int], limit: int = 20) -> dict[str, Any]:
+    """Count and the first ``limit`` rows (id, else position) the paper's ROUGE scored by the fallback."""
+    return {"count": len(rows), "scorer": "rouge-score, no stemming",
+            "rows": [samples[i].id or i for i in rows[:limit]]}
+
+
 def _group_table(heading: str, groups: dict[str, dict[str, Any]], key: str) -> list[str]:
     """Markdown lines of one table: a row per group, ``n`` then every metric."""
     columns = [c for c in next(iter(groups.values())) if c != "n"]
@@ -211,16 +222,15 @@ def _group_table(heading: str, groups: dict[str, dict[str, Any]], key: str) -> l
 
 
 def _write_scored_samples(samples: Sequence[VQASample], result: ScoreResult, path: Path) -> None:
-    import csv
-
     extra = list(result.per_sample)
     columns = sample_columns(samples)
+
+    def cells(i: int, s: VQASample) -> list[str]:
+        values = [result.per_sample[k][i] for k in extra]
+        return [*sample_cells(s, columns), *("" if v is None else f"{v:.6f}" for v in values)]
+
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow([*columns, *extra])
-        for i, s in enumerate(samples):
-            values = [result.per_sample[k][i] for k in extra]
-            writer.writerow([*sample_cells(s, columns), *("" if v is None else f"{v:.6f}" for v in values)])
+        write_rows(f, [*columns, *extra], (cells(i, s) for i, s in enumerate(samples)))
 
 
 def run_score(

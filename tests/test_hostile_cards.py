@@ -1,0 +1,58 @@
+"""Data going into cards (issue 20, item 22): HTML and Markdown from a release's test-CSV file name,
+its sample description or a modality value, and from a results.json, are escaped in every card."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from test_dataset import make_release
+
+import mm_skin_dataset as mm
+from mm_skin.schema import SYNTHETIC_MARKER
+from skinvl.model_card import render_model_card
+
+SCRIPT = "<script>alert(1)</script>"
+LINK = "[click me](javascript:alert(1))"
+IMAGE = "![x](https://evil.example/t.png)"
+TICKS = "`</code><img src=x onerror=alert(1)>`"
+
+
+def _raw_markup(text: str) -> list[str]:
+    """Hostile constructs that survived as live HTML or Markdown (inside a code span they are text:
+    they count only when a backtick in the data ended the span early)."""
+    prose = re.sub(r"`[^`\n]*`", "", text)
+    live = [m for m in ("<script", "<img", "<b>") if m in prose]
+    # A link or image needs an unescaped "[...]" right before its "(": "\]" is text.
+    return live + re.findall(r"(?<!\\)\]\((?:javascript:|https://evil)", prose)
+
+
+def test_dataset_card_escapes_file_names_descriptions_and_modality_values(tmp_path):
+    source = make_release(tmp_path / "release", test=[["dataset/bk1_1_1.png", "What is shown?", "A naevus."]])
+    official = source / "Dataframe/test/vqa/MM-Skin_test.csv"
+    official.rename(official.with_name("`<img src=x onerror=alert(1)>`|<b>x_test.csv"))  # the only *_test.csv
+    (source / SYNTHETIC_MARKER).write_text(json.dumps({"synthetic": True, "description": f"{SCRIPT} {LINK} {IMAGE}"}))
+    caption = source / "MM-SkinQA/caption.csv"
+    caption.write_text(caption.read_text().replace(",skin\n", ",<b>Skin</b>\n"))
+    out = tmp_path / "out"
+    mm.build(source, out, modality_map=["<b>Skin</b>=clinical"], overwrite=True)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert _raw_markup(card) == []
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in card  # the description, shown as text
+    assert "`'<img src=x onerror=alert(1)>'\\|<b>x_test.csv`" not in card  # no backtick ends the code span
+    assert "\\|" in card.split("Files this folder was built from")[1]  # the pipe cannot split the table row
+
+
+def test_model_card_escapes_what_a_results_file_says(tmp_path):
+    config = {"model_type": "skinvl", "architectures": ["SkinVLForConditionalGeneration"],
+              "text_config": {"model_type": "mistral"}, "vision_config": {"model_type": "clip_vision_model"}}
+    doc = {"task": "vqa", "dataset": f"{SCRIPT}/x", "config": LINK, "split": TICKS, "template": IMAGE,
+           "decoding": {"name": "<b>greedy</b>"}, "n_samples": 2,
+           "metrics": {"paper": {"rouge_l": 0.5, f"{LINK}": 0.1}},
+           "per_modality": {"paper": {SCRIPT: {"n": 2, "rouge_l": 0.5}}},
+           "unavailable": {"meteor": {"reason": f"missing {IMAGE}", "fix": "x"}}}
+    card = render_model_card(None, "me/skinvl", config=config, results=[doc],
+                             training_settings={"options": {f"lr{SCRIPT}": 1e-4, "data": LINK}})
+    body = card.split("---", 2)[2]  # the YAML front matter is dumped (and quoted) by huggingface_hub
+    assert _raw_markup(body) == []
+    assert "&lt;script&gt;" in body
