@@ -112,3 +112,15 @@ def test_yes_no_f1_over_the_classes_present(tmp_path):
     assert main(["eval", "score", "--predictions", str(path), "--out", str(tmp_path / "y"), "--no-bertscore"]) == 0
     m = json.loads((tmp_path / "y" / "results.json").read_text())["metrics"]["standard"]
     assert m["yes_no_f1"] == 1.0 and m["yes_no_no_support"] == 0  # not 50: the absent class is not averaged in
+
+
+def test_a_difference_no_table_can_show_is_never_real():
+    # Two random-weight models: corpus BLEU-4 of ~1e-155 vs ~3e-155; every resample agrees on the sign.
+    base = {"bleu_4": bootstrap.mean_statistic([1e-155] * 200)}
+    other = {"bleu_4": bootstrap.mean_statistic([3e-155] * 200)}
+    value = bootstrap.paired_differences(base, {"other": other}, 200, resamples=200)["other"]["bleu_4"]
+    assert value["ci_low"] > 0 and value["negligible"] and not value["real"]
+    # a visible difference with the same certainty is real
+    other = {"bleu_4": bootstrap.mean_statistic([0.01] * 200)}
+    value = bootstrap.paired_differences(base, {"other": other}, 200, resamples=200)["other"]["bleu_4"]
+    assert value["real"] and not value["negligible"]

@@ -174,6 +174,9 @@ def observed(stat: Statistic) -> float:
 # Two-sided 5 % test with 80 % power: a difference of (z_0.975 + z_0.8) standard errors is detected.
 DETECTABLE_Z = 1.959964 + 0.841621
 MIN_SHARED_ROWS = 30  # fewer shared rows: no difference is called real ("too few")
+# Half of the 0.01 points that tables show on the x100 scale: a difference no table can show (e.g. two
+# corpus BLEU-4 values of 1e-155 and 3e-155, whose interval still excludes 0) is never called real.
+NEGLIGIBLE_DIFFERENCE = 5e-5
 
 
 @dataclass
@@ -221,7 +224,8 @@ def paired_differences(base: dict[str, Statistic], others: dict[str, dict[str, S
     """``{run: {metric: {delta, ci_low, ci_high, p_value, real}}}``: run minus base, percentile CIs, shared draws.
 
     ``p_value`` is the bootstrap's two-sided one (twice the smaller tail around 0); ``real`` is the
-    interval excluding 0 on at least :data:`MIN_SHARED_ROWS` rows (:func:`holm` may refine it).
+    interval excluding 0 on at least :data:`MIN_SHARED_ROWS` rows for a difference of at least
+    :data:`NEGLIGIBLE_DIFFERENCE` (:func:`holm` may refine it).
     """
     resampling = Resampling(resamples, seed, confidence, clusters)
     draws: dict[tuple[str, str], list[np.ndarray]] = {}
@@ -238,10 +242,11 @@ def paired_differences(base: dict[str, Statistic], others: dict[str, dict[str, S
         # +1 on both sides: a bootstrap p-value is never below 1 / (resamples + 1).
         tail = min(np.sum(kept <= 0), np.sum(kept >= 0))
         p = min(1.0, 2 * (tail + 1) / (kept.size + 1)) if kept.size else math.nan
-        out[run][metric] = {"delta": observed(others[run][metric]) - observed(base[metric]),
-                            "ci_low": low, "ci_high": high, "p_value": float(p), "test": "bootstrap",
-                            "real": bool((low > 0 or high < 0) and n >= MIN_SHARED_ROWS),
-                            "too_few": n < MIN_SHARED_ROWS}
+        delta = observed(others[run][metric]) - observed(base[metric])
+        negligible = bool(abs(delta) < NEGLIGIBLE_DIFFERENCE)
+        out[run][metric] = {"delta": delta, "ci_low": low, "ci_high": high, "p_value": float(p), "test": "bootstrap",
+                            "real": bool((low > 0 or high < 0) and n >= MIN_SHARED_ROWS and not negligible),
+                            "too_few": n < MIN_SHARED_ROWS, "negligible": negligible}
     return out
 
 
@@ -267,6 +272,6 @@ def holm(p_values: dict[str, float], alpha: float = 0.05) -> dict[str, tuple[flo
     return out
 
 
-__all__ = ["MIN_SHARED_ROWS", "PAPER_BLEU", "Resampling", "Statistic", "cluster_index", "holm", "intervals",
+__all__ = ["MIN_SHARED_ROWS", "NEGLIGIBLE_DIFFERENCE", "PAPER_BLEU", "Resampling", "Statistic", "cluster_index", "holm", "intervals",
            "macro_f1_statistic", "mcnemar_exact", "mean_statistic", "nltk_bleu_statistics", "observed",
            "paired_differences", "ratio_statistic", "resample_blocks", "sacrebleu_statistic", "yes_no_statistic"]

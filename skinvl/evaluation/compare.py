@@ -291,7 +291,8 @@ def _mcnemar(base: Run, other: Run, ids: Sequence[str], metric: str, protocol: s
 def _tests(differences: dict[str, dict[str, dict[str, dict]]], runs: Sequence[Run], ids: Sequence[str]) -> None:
     """Exact McNemar for paired binary metrics, then Holm across every metric shown for each run, in place.
 
-    ``real``: the Holm-adjusted p < 0.05 and at least MIN_SHARED_ROWS rows behind the test ("too few" otherwise).
+    ``real``: the Holm-adjusted p < 0.05, at least MIN_SHARED_ROWS rows behind the test ("too few" otherwise)
+    and a difference a table can show (not ``negligible``).
     """
     base = runs[0]
     for run in runs[1:]:
@@ -306,7 +307,8 @@ def _tests(differences: dict[str, dict[str, dict[str, dict]]], runs: Sequence[Ru
         for (protocol, metric), (adjusted, rejected) in bootstrap.holm(p_values).items():
             value = differences[protocol][run.name][metric]
             value["too_few"] = value["n"] < bootstrap.MIN_SHARED_ROWS
-            value.update(p_holm=adjusted, real=bool(rejected and not value["too_few"]))
+            value["negligible"] = bool(abs(value["delta"]) < bootstrap.NEGLIGIBLE_DIFFERENCE)
+            value.update(p_holm=adjusted, real=bool(rejected and not value["too_few"] and not value["negligible"]))
 
 
 def _differences(runs: Sequence[Run], base: Run, ids: Sequence[str], protocols: Sequence[str],
