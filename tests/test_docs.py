@@ -177,13 +177,22 @@ def test_every_runnable_block_is_python_or_bash() -> None:
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    text = FENCE.sub("", page.read_text(encoding="utf-8"))
+    headings = re.findall(r"^#+ (.+)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
 def test_relative_links_resolve_inside_the_repository() -> None:
     for path in [README, *DOC_PAGES]:
         for target in LINK.findall(path.read_text(encoding="utf-8")):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            if re.match(r"[a-z]+:", target):
                 continue
-            resolved = (path.parent / target.split("#", 1)[0]).resolve()
+            file, _, anchor = target.partition("#")
+            resolved = (path.parent / file).resolve() if file else path
             assert resolved.is_relative_to(REPO) and resolved.exists(), f"{path.name}: link {target} -> {resolved}"
+            assert not anchor or anchor in _anchors(resolved), f"{path.name}: no heading for {target}"
 
 
 OUTSIDE_DOCUMENTS = re.compile(r"DESIGN\.md|shared/docs")
