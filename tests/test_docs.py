@@ -52,6 +52,7 @@ def fenced_blocks(text: str, source: str) -> list[Block]:
 
 
 def runnable_blocks(path: Path) -> list[Block]:
+    """The blocks of a file marked ``run``, in order."""
     return [b for b in fenced_blocks(path.read_text(encoding="utf-8"), path.relative_to(REPO).as_posix()) if b.runnable]
 
 
