@@ -2,7 +2,7 @@
 
     python examples/make_sample_release.py [--out examples/mm-skin-sample]
 
-Layout (as the authors ship it, DESIGN.md 1.1)::
+Layout (as the authors ship it; docs/dataset.md)::
 
     MM-SkinQA/caption.csv            image, cleaned_caption, modality
     MM-SkinQA/VQA.csv                image, question, answer

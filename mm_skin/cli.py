@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 
 class ExitCode(enum.IntEnum):
-    """Exit codes of both CLIs (documented in the README and in every ``--help`` epilog)."""
+    """Exit codes of both CLIs (documented in docs/reliability.md and in every ``--help`` epilog)."""
 
     OK = 0
     FAILED = 1  # an unexpected error (a traceback: please report it)

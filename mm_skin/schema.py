@@ -1,4 +1,4 @@
-"""Facts about the MM-Skin release and the features of each config (DESIGN.md 1.1).
+"""Facts about the MM-Skin release and the features of each config (docs/dataset.md).
 
 The release (Zeng et al., arXiv 2505.06152) ships caption.csv, VQA.csv and PNG figures cut from
 15 dermatology textbooks. Everything else in :mod:`mm_skin` reads these names from here.

@@ -144,11 +144,14 @@ def _model_type(name_or_path: str, revision: str | None, *, ask_hub: bool = Fals
     return model_type
 
 
+from .generate import answer_batch  # noqa: E402  (the public batch-answer helper; after load, which generate uses)
+
 __all__ = [
     "SkinVLConfig",
     "SkinVLModel",
     "SkinVLForConditionalGeneration",
     "SkinVLProcessor",
     "load",
+    "answer_batch",
     "__version__",
 ]

@@ -63,7 +63,7 @@ def build_tiny_tokenizer():
     model = json.loads(trainer_tok.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     # legacy=True: every text segment gets sentencepiece's dummy prefix, as the authors'
-    # tokenizer (and the reference ids) do; see processing notes in the README.
+    # tokenizer (and the reference ids) do (tests/test_skinvl_core.py checks the prefix).
     tokenizer = LlamaTokenizer(
         vocab=model["vocab"],
         merges=merges,

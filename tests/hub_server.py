@@ -1,7 +1,7 @@
 """A small Hugging Face Hub on loopback: the part of the HTTP API our push and load paths touch.
 
 ``huggingface_hub`` (with ``HF_HUB_DISABLE_XET=1``: the classic LFS protocol), ``datasets`` and
-``transformers`` run unmodified against it when ``HF_ENDPOINT`` points here (DESIGN.md section 3):
+``transformers`` run unmodified against it when ``HF_ENDPOINT`` points here:
 
 - ``GET  /api/whoami-v2``, ``POST /api/repos/create``, ``POST /api/validate-yaml``
 - ``GET  /api/{type}s/{repo_id}[/revision/{rev}]``           (``sha``, ``siblings``, ``private``)

@@ -213,6 +213,7 @@ def test_concurrent_builds_to_one_new_out_cannot_both_succeed(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "rel"]
 
 
+@pytest.mark.slow
 def test_sigterm_removes_the_temporary_folder(tmp_path: Path) -> None:
     captions = [[f"dataset/bk1_{i}.png", f"c{i}", "skin"] for i in range(150)]
     big = _noise_png(1)
@@ -426,6 +427,7 @@ def test_unreadable_csv_and_unwritable_out_are_one_line(tmp_path: Path, capsys: 
     assert "cannot create it (File exists)" in _one_line_error(proc)
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line(tmp_path: Path) -> None:
     if not shutil.which("unshare") or subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"],
                                                      capture_output=True).returncode != 0:

@@ -25,7 +25,6 @@ import pytest
 pytest.importorskip("gradio", reason="the demo needs gradio: pip install -e '.[demo]'")
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "examples" / "mm-skin-sample"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = (
@@ -105,15 +104,10 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Server:
+def server(tmp_path_factory, vqa_folder) -> Server:
     """``skinvl demo --model skinvl-tiny --data <the built sample>`` on a free loopback port."""
-    import mm_skin_dataset
-
-    if not SAMPLE.is_dir():
-        pytest.skip(f"{SAMPLE} is absent")
     root = tmp_path_factory.mktemp("demo")
-    data = root / "mm-skin"
-    mm_skin_dataset.build(SAMPLE, data, overwrite=True)
+    data = vqa_folder  # read only: the demo never writes into --data
     (root / "guard").mkdir()
     (root / "guard" / "sitecustomize.py").write_text(NET_GUARD)
     port = _free_port()
@@ -226,6 +220,7 @@ def test_stream_answer_grows_to_the_direct_answer(tiny, tmp_path):
 # --------------------------------------------------------------------------- gradio_client
 
 
+@pytest.mark.slow
 def test_answer_endpoint_with_gradio_client(server, tiny, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -315,6 +310,7 @@ def _requested_hosts(driver) -> set[str]:
     return hosts
 
 
+@pytest.mark.slow
 def test_browser_example_upload_ask_and_read_answer(server, browser, tiny, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -417,6 +413,7 @@ def test_export_space_folder(tmp_path, capsys):
         assert code == 2 and "Hub id" in err and not (tmp_path / "s2").exists()
 
 
+@pytest.mark.slow
 def test_exported_space_imports_its_own_sources(tmp_path, capsys):
     space = tmp_path / "space"
     assert _export(capsys, space, "--model", "skinvl-tiny")[0] == 0

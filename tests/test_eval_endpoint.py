@@ -87,6 +87,7 @@ def test_retry_after_header_forms():
     assert chat_url("http://h:1") == chat_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_asking_again(vqa_folder, tmp_path):
     rows = _rows(vqa_folder)
     with FaultServer() as server:

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from skinvl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +30,7 @@ def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
 
 
+@pytest.mark.slow
 def test_local_run_killed_and_resumed_equals_uninterrupted(vqa_folder, tmp_path):
     slow = ("--batch-size", "1", "--max-new-tokens", "48")
     assert main(_args(vqa_folder, tmp_path / "whole", *slow)) == 0
@@ -65,6 +68,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_cpu_data_parallel_matches_single_process(vqa_folder, tmp_path):
     options = ("--batch-size", "2", "--max-new-tokens", "6")
     assert main(_args(vqa_folder, tmp_path / "single", *options)) == 0

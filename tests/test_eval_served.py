@@ -35,6 +35,7 @@ def _wait_healthy(url: str, process: subprocess.Popen, seconds: float = 120) -> 
     raise AssertionError("transformers serve did not become healthy")
 
 
+@pytest.mark.slow
 def test_transformers_serve_answers_equal_in_process_answers(shared_dir, vqa_folder, tmp_path):
     pytest.importorskip("fastapi", reason="needs the serving extra: pip install 'transformers[serving]'")
     fixture = shared_dir / "fixtures" / "skinvl-original-tiny"

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
-
-import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "examples" / "mm-skin-sample"
 
 
 def test_eval_vqa_end_to_end(vqa_folder, tiny, tmp_path):
@@ -117,21 +111,14 @@ def _closed_open_predictions(ds) -> list[str]:
     return out
 
 
-def test_per_answer_type_scores_equal_scoring_each_subset(tmp_path):
+def test_per_answer_type_scores_equal_scoring_each_subset(vqa_folder, tmp_path):
     """``eval score`` on the built sample's train split (6 closed, 42 open questions): the per-type numbers
     are the standard protocol on each subset."""
-    import subprocess
-    import sys
-
     from skinvl.evaluation.predictions import VQASample
     from skinvl.evaluation.scoring import ScoreSettings, score_vqa
     from skinvl.evaluation.vqa import CoverageOptions, load_vqa_split, run_score
 
-    if not SAMPLE.is_dir():
-        pytest.skip(f"{SAMPLE} is absent")
-    data = tmp_path / "mm-skin"
-    subprocess.run([sys.executable, "-m", "mm_skin_dataset", "build", str(SAMPLE), "--out", str(data)], check=True,
-                   capture_output=True)
+    data = vqa_folder
     ds = load_vqa_split(str(data), split="train")
     preds = _closed_open_predictions(ds)
     settings = ScoreSettings(bertscore=False)

@@ -24,7 +24,6 @@ from hub_server import (
     run_python,
 )
 
-import mm_skin_dataset
 from mm_skin.cli import ExitCode
 from mm_skin.hub import (
     PushError,
@@ -36,16 +35,14 @@ from mm_skin.hub import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT / "examples" / "mm-skin-sample"
 TOKEN = "hf_datasetTESTwrite0123456789abcdef"
 ORG = "mm-skin-org"
 
 
 @pytest.fixture(scope="module")
-def sample_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("built") / "mm-skin"
-    assert mm_skin_dataset.main(["build", str(SAMPLE), "--out", str(out), "--num-proc", "2"]) == 0
-    return out
+def sample_out(vqa_folder: Path) -> Path:
+    """The sample built once per session (conftest); these tests only read it (copies are edited)."""
+    return vqa_folder
 
 
 # --------------------------------------------------------------------------- before any upload
@@ -233,6 +230,7 @@ def pushed(hub: HubServer, sample_out: Path, tmp_path_factory: pytest.TempPathFa
     return report, output, root
 
 
+@pytest.mark.slow
 def test_sample_push_is_one_commit_and_loads_back_identically(hub: HubServer, sample_out: Path, pushed) -> None:
     import datasets
     import yaml
@@ -263,12 +261,14 @@ def test_sample_push_is_one_commit_and_loads_back_identically(hub: HubServer, sa
     assert loaded == local
 
 
+@pytest.mark.slow
 def test_dot_files_and_escaping_symlinks_are_not_uploaded_and_listed(hub: HubServer, pushed) -> None:
     report, output, _ = pushed
     assert_hostile_entries_left_out(hub, report["hostile"], f"{ORG}/mm-skin-hostile", "dataset", "scan.png",
                                     b"private scan")
 
 
+@pytest.mark.slow
 def test_server_error_echoing_the_token_is_scrubbed(hub: HubServer, pushed) -> None:
     report, output, _ = pushed
     result = report["echo"]
@@ -279,6 +279,7 @@ def test_server_error_echoing_the_token_is_scrubbed(hub: HubServer, pushed) -> N
     assert len(hub.history(f"{ORG}/mm-skin-echo", "dataset")) == 1  # the initial commit only
 
 
+@pytest.mark.slow
 def test_bad_token_and_repo_id_are_one_line_with_an_exit_code(pushed) -> None:
     report, output, _ = pushed
     for name, expected in (("bad_repo_id", "repo id 'mm-skin' must look like NAMESPACE/NAME"),

@@ -277,6 +277,7 @@ def pushed(hub, folders):
     return report, output
 
 
+@pytest.mark.slow
 def test_push_makes_one_commit_with_lfs_weights_and_a_parsable_card(hub, folders, pushed):
     from huggingface_hub import ModelCard
 
@@ -310,6 +311,7 @@ def test_push_makes_one_commit_with_lfs_weights_and_a_parsable_card(hub, folders
     assert "METEOR not computed" in card.text and "n/a" in card.text
 
 
+@pytest.mark.slow
 def test_unchanged_folder_makes_no_new_commit(hub, pushed):
     report, _ = pushed
     assert report["second"]["rc"] == 0 and "no new commit" in report["second"]["out"]
@@ -320,6 +322,7 @@ def test_unchanged_folder_makes_no_new_commit(hub, pushed):
     assert [c.title for c in hub.history(REPO)] == ["first", "initial commit"]
 
 
+@pytest.mark.slow
 def test_invalid_folders_are_refused_before_any_upload(hub, pushed):
     report, _ = pushed
     messages = {
@@ -337,6 +340,7 @@ def test_invalid_folders_are_refused_before_any_upload(hub, pushed):
     assert hub.requests_for("skinvl-bad") == []
 
 
+@pytest.mark.slow
 def test_failure_midway_leaves_the_previous_commit(hub, pushed):
     report, _ = pushed
     v1 = report["fail_head_v1"]
@@ -358,6 +362,7 @@ def test_failure_midway_leaves_the_previous_commit(hub, pushed):
     assert hub.history(f"{ORG}/skinvl-fail")[1].oid == v1
 
 
+@pytest.mark.slow
 def test_private_push_to_a_branch(hub, pushed):
     import urllib.error
     import urllib.request
@@ -373,6 +378,7 @@ def test_private_push_to_a_branch(hub, pushed):
     assert err.value.code == 401 and err.value.headers["X-Error-Code"] == "RepoNotFound"
 
 
+@pytest.mark.slow
 def test_token_problems_fail_fast_with_a_clear_message(pushed):
     report, output = pushed
     assert (
@@ -393,6 +399,7 @@ def test_token_problems_fail_fast_with_a_clear_message(pushed):
         assert secret not in json.dumps(report)
 
 
+@pytest.mark.slow
 def test_pushed_model_loads_without_our_package(hub, folders, pushed):
     import torch
 
@@ -417,6 +424,7 @@ def _one_line_error(result: dict, code: int, *expected: str) -> None:
     assert len(lines) == 1 and all(e in lines[0] for e in expected), result["err"]
 
 
+@pytest.mark.slow
 def test_bad_token_and_repo_id_are_one_line_with_an_exit_code(pushed):
     report, output = pushed
     _one_line_error(report["non_ascii_token"], ExitCode.BAD_INPUT, "token from HF_TOKEN", "non-ASCII")
@@ -425,6 +433,7 @@ def test_bad_token_and_repo_id_are_one_line_with_an_exit_code(pushed):
     assert "t\u00f6ken" not in output and "töken" not in output
 
 
+@pytest.mark.slow
 def test_server_error_echoing_the_token_is_scrubbed(hub, pushed):
     report, output = pushed
     _one_line_error(report["echo"], ExitCode.PUSH, "(500)", "previous commit", "bad token ***")
@@ -432,6 +441,7 @@ def test_server_error_echoing_the_token_is_scrubbed(hub, pushed):
     assert hub.head(f"{ORG}/skinvl-echo") == hub.history(f"{ORG}/skinvl-echo")[-1].oid  # initial commit only
 
 
+@pytest.mark.slow
 def test_dot_files_and_escaping_symlinks_are_not_uploaded_and_listed(hub, folders, pushed):
     report, _ = pushed
     files = assert_hostile_entries_left_out(hub, report["hostile"], f"{ORG}/skinvl-hostile", "model", "notes.txt",
@@ -439,6 +449,7 @@ def test_dot_files_and_escaping_symlinks_are_not_uploaded_and_listed(hub, folder
     assert files["config-alias.json"] == (folders["tiny"] / "config.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_space_push(hub, pushed):
     report, _ = pushed
     assert report["space"]["rc"] == 0 and "in one commit" in report["space"]["out"], report["space"]

@@ -167,6 +167,7 @@ def test_pipeline_image_text_to_text(saved_tiny):
     assert out[0]["generated_text"][-1]["role"] == "assistant"
 
 
+@pytest.mark.slow
 def test_trust_remote_code_without_the_package(saved_tiny, tiny, tmp_path):
     """A fresh interpreter where `skinvl` cannot be imported loads the checkpoint as remote code."""
     model, processor = tiny

@@ -150,6 +150,7 @@ _CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_convert_llava_loads_in_plain_transformers(fixture_dir, reference, tmp_path):
     convert(fixture_dir, tmp_path / "llava", format="llava")
     config = json.loads((tmp_path / "llava/config.json").read_text())

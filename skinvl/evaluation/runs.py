@@ -42,7 +42,7 @@ LOCK_FILE = ".skinvl-run.lock"  # a dot-file and a .lock: never pushed with the 
 PACKAGES = ("mm-skin", "transformers", "torch", "datasets", "huggingface_hub", "accelerate", "tokenizers",
             "pillow", "httpx")
 
-# The authors' evaluation decoding (DESIGN.md 1.3): sampled beam search, not deterministic;
+# The authors' evaluation decoding (docs/evaluation.md, The protocols): sampled beam search, not deterministic;
 # we seed it so a run can be repeated on the same hardware.
 PAPER_DECODING: dict[str, Any] = {
     "do_sample": True, "temperature": 0.2, "top_p": 0.9, "num_beams": 5, "min_new_tokens": 20,

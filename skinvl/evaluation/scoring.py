@@ -1,6 +1,6 @@
 """VQA metrics: the paper's protocol, reproduced with the authors' libraries, and a sound one.
 
-``paper`` (DESIGN.md 1.3, exactly as the authors' scripts compute it)
+``paper`` (docs/evaluation.md, exactly as the authors' scripts compute it)
     - ``bleu_1`` .. ``bleu_4``: nltk ``corpus_bleu`` on whitespace tokens (``str.split()``), no
       lowercasing, no smoothing, weights (1,0,0,0), (0.5,0.5,0,0), (0.33,0.33,0.33,0) (sic, the
       authors' literal BLEU-3 weights) and (0.25,0.25,0.25,0.25);
