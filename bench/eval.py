@@ -118,7 +118,7 @@ def bench_endpoint(questions: int, delay: float, concurrencies: tuple[int, ...] 
     from eval_servers import FaultServer
 
     from skinvl.evaluation.endpoint import EndpointAnswerer, EndpointOptions
-    from skinvl.evaluation.images import LazyImages
+    from skinvl.inference.images import LazyImages
     from skinvl.evaluation.runs import Row
 
     rng = np.random.default_rng(0)
@@ -156,8 +156,9 @@ def bench_resume_overhead(samples: int, max_new_tokens: int, batch_size: int, re
     from PIL import Image
 
     import skinvl
-    from skinvl.evaluation.images import LazyImages
-    from skinvl.evaluation.models import LoadedModel, LocalAnswerer
+    from skinvl.inference.images import LazyImages
+    from skinvl.inference.batching import LocalAnswerer
+    from skinvl.inference.loading import LoadedModel
     from skinvl.evaluation.runs import PredictionLog, Row
 
     loaded = LoadedModel.wrap(*skinvl.load("skinvl-tiny"))

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-from skinvl.evaluation.images import LazyImages, mime_type
 from skinvl.evaluation.runs import Row
+from skinvl.inference.images import LazyImages, mime_type
 
 RETRY_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 MAX_BACKOFF_S = 60.0

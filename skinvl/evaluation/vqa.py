@@ -21,8 +21,6 @@ from skinvl.evaluation.foreign import (
     match_rows,
     read_answers,
 )
-from skinvl.evaluation.images import LazyImages
-from skinvl.evaluation.models import LoadedModel, LocalAnswerer
 from skinvl.evaluation.predictions import (
     PredictionsFileError,
     VQASample,
@@ -31,7 +29,7 @@ from skinvl.evaluation.predictions import (
     sample_columns,
     write_predictions,
 )
-from skinvl.evaluation.runs import Row, dataset_info, decoding_kwargs
+from skinvl.evaluation.runs import Row, dataset_info
 from skinvl.evaluation.scoring import (
     HEADLINE_METRICS,
     ScoreOptions,
@@ -39,6 +37,10 @@ from skinvl.evaluation.scoring import (
     ScoreSettings,
     score_vqa,
 )
+from skinvl.inference.batching import LocalAnswerer
+from skinvl.inference.decoding import decoding_kwargs
+from skinvl.inference.images import LazyImages
+from skinvl.inference.loading import LoadedModel
 
 
 @dataclass(kw_only=True)

@@ -38,10 +38,10 @@ from skinvl.evaluation.classification import (
     write_classification_outputs,
 )
 from skinvl.evaluation.foreign import coverage_of, match_rows, read_answers
-from skinvl.evaluation.images import LazyImages
 from skinvl.evaluation.labels import LabelFile, LabelFileError, read_label_csv, resolve_images
-from skinvl.evaluation.models import LoadedModel
 from skinvl.evaluation.runs import Row, dataset_info
+from skinvl.inference.images import LazyImages
+from skinvl.inference.loading import LoadedModel
 
 PROMPT = "This is a skin lesion image. From the following categories: {classes}, which one is the diagnosis?"
 PARSE_PROTOCOLS = ("robust", "paper")
