@@ -1,6 +1,15 @@
-"""``skinvl convert``: the authors' checkpoints -> a native SkinVL or a stock transformers LLaVA one.
+"""``skinvl convert``: any checkpoint skinvl loads -> a native SkinVL or a stock transformers LLaVA one.
 
-Conversion streams tensor by tensor: it reads one tensor from the source (safetensors, or ``.bin``
+SRC is anything the inference core loads (``skinvl.inference.loading``): a preset
+(``skinvl-tiny``), the authors' ``llava_mistral`` format, a native SkinVL or a transformers LLaVA
+checkpoint, local or on the Hub. Other families (Gemma 3, Idefics3, ...) load as they are and are
+refused with that advice.
+
+The authors' format is translated by streaming (below). A loaded model (preset, SkinVL, LLaVA) is
+saved with ``save_pretrained``; for ``--format llava`` its config and processor are rewritten as
+stock LLaVA ones (SkinVL's weights ARE LLaVA's: same modules, same names).
+
+Conversion of the authors' format streams tensor by tensor: it reads one tensor from the source (safetensors, or ``.bin``
 loaded with ``weights_only=True`` and memory-mapped), renames/casts it and writes it straight into
 the output safetensors file, whose header is computed up front from the source headers. Memory
 therefore stays near the largest source shard, whatever the model size. No model is instantiated
@@ -373,6 +382,61 @@ def _replace_folder(new: Path, dst: Path, overwrite: bool) -> None:
         shutil.rmtree(old)
 
 
+def _is_authors_format(src: str | os.PathLike) -> bool:
+    """Whether ``src`` is an authors'-format checkpoint (the streaming path) rather than a loadable model."""
+    from skinvl.auto_registration import register
+    from skinvl.inference.loading import checkpoint_model_type
+    from skinvl.original_format import LlavaMistralConfig
+    from skinvl.presets import PRESET_NAMES
+
+    if str(src) in PRESET_NAMES:
+        return False
+    register()  # a Hub id's config may be llava_mistral
+    return checkpoint_model_type(str(src), ask_hub=True) == LlavaMistralConfig.model_type
+
+
+def _convert_loaded(src: str, work: Path, *, format: str, dtype: str | None, template: str,
+                    image_aspect_ratio: str | None, vision_tower: str | None) -> None:
+    """Write ``src`` (a preset, SkinVL or LLaVA model the core loads) into ``work`` in ``format``."""
+    from transformers import LlavaConfig, LlavaProcessor
+
+    from skinvl.inference.loading import load
+
+    model, processor = load(src, dtype=dtype, vision_tower=vision_tower)
+    model_type = model.config.model_type
+    if model_type not in FORMATS:
+        raise ValueError(f"{src} is a {model_type!r} checkpoint: convert writes SkinVL or LLaVA ones, and a "
+                         f"{model_type} model needs no conversion (pass it to skinvl generate / eval as it is).")
+    if format == "skinvl" and model_type != "skinvl":
+        raise ValueError(f"{src} is a stock LLaVA checkpoint: --format skinvl needs a SkinVL source (use "
+                         "--format llava, or load it as it is).")
+    if model_type == "skinvl":
+        processor.set_default_template(template)
+        model.config.prompt_template = template
+        if image_aspect_ratio is not None:
+            processor.set_image_aspect_ratio(image_aspect_ratio)
+            model.config.image_aspect_ratio = image_aspect_ratio
+    model.save_pretrained(work)  # SkinVL writes its module files and auto_map too
+    if format == "skinvl" or model_type == "llava":
+        processor.save_pretrained(work)
+        return
+    for name in ("configuration_skinvl.py", "modeling_skinvl.py", "processing_skinvl.py"):
+        (work / name).unlink(missing_ok=True)
+    data = model.config.to_dict()
+    for key in ("prompt_template", "image_aspect_ratio", "model_type", "auto_map", "transformers_version",
+                "architectures"):
+        data.pop(key, None)
+    llava = LlavaConfig(**data)
+    llava.architectures = ["LlavaForConditionalGeneration"]
+    llava.save_pretrained(work)
+    processor.tokenizer.chat_template = processor.chat_template
+    LlavaProcessor(image_processor=processor.image_processor, tokenizer=processor.tokenizer,
+                   patch_size=processor.patch_size,
+                   vision_feature_select_strategy=processor.vision_feature_select_strategy,
+                   chat_template=processor.chat_template,
+                   num_additional_image_tokens=processor.num_additional_image_tokens).save_pretrained(work)
+
+
 def convert(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -385,31 +449,48 @@ def convert(
     max_shard_size: int | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Convert an authors'-format checkpoint ``src`` (folder or Hub id) into ``dst``.
+    """Convert ``src`` (anything the inference core loads, see the module docstring) into ``dst``.
 
     ``format`` is "skinvl" (native, loads with ``import skinvl`` or ``trust_remote_code=True``) or
     "llava" (stock transformers ``llava``). ``dtype`` casts the weights ("bfloat16", ...).
     ``vision_tower`` (CLIP folder or Hub id) replaces the checkpoint's ``mm_vision_tower``.
-    ``max_shard_size`` (bytes) defaults to the largest source shard. ``overwrite`` lets a finished
+    ``max_shard_size`` (bytes; authors' format) defaults to the largest source shard; a loaded
+    model is sharded by ``save_pretrained``. ``overwrite`` lets a finished
     conversion replace a non-empty ``dst`` (never the source). Returns ``dst``.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
     dst = Path(dst)
     _check_destination(dst, overwrite)  # before reading anything
+    if not _is_authors_format(src):
+        if Path(src).is_dir() and (is_inside(dst, src) or is_inside(src, dst)):
+            raise ValueError(f"DST {dst} is, contains or lies inside the source folder {Path(src).resolve()}: "
+                             "converting would overwrite what it reads; choose a DST outside it.")
+        return _in_fresh_folder(dst, overwrite, lambda work: _convert_loaded(
+            str(src), work, format=format, dtype=dtype, template=template,
+            image_aspect_ratio=image_aspect_ratio, vision_tower=vision_tower))
     ckpt = inspect_original(src, vision_tower=vision_tower, template=template)
     _refuse_overlap(dst, ckpt)
     entries = plan_conversion(ckpt, dtype=parse_dtype(dtype))
     ckpt.skinvl_config.dtype = entries[0].dtype
     if max_shard_size is None:
         max_shard_size = max((f.stat().st_size for f in ckpt.weights.files), default=DEFAULT_MAX_SHARD_BYTES)
+
+    def write(work: Path) -> None:
+        _write_weights(work, entries, max(max_shard_size, 1))
+        _write_config_and_processor(work, ckpt, format, template,
+                                    image_aspect_ratio or ckpt.skinvl_config.image_aspect_ratio)
+
+    return _in_fresh_folder(dst, overwrite, write)
+
+
+def _in_fresh_folder(dst: Path, overwrite: bool, write: Callable[[Path], None]) -> Path:
+    """``write`` into a hidden folder beside ``dst``, which replaces ``dst`` only once complete."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
     try:
         work.chmod(0o755)  # mkdtemp's 0700 would become DST's permissions
-        _write_weights(work, entries, max(max_shard_size, 1))
-        _write_config_and_processor(work, ckpt, format, template,
-                                    image_aspect_ratio or ckpt.skinvl_config.image_aspect_ratio)
+        write(work)
         _replace_folder(work, dst, overwrite)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -421,7 +502,8 @@ class ConvertOptions:
     """Options of ``skinvl convert`` (the CLI is derived from these fields)."""
 
     src: str = field(metadata={"positional": True,
-                               "help": "source folder or Hub id (authors' llava_mistral format)"})
+                               "help": "preset (skinvl-tiny), folder or Hub id: the authors' llava_mistral "
+                               "format, SkinVL or LLaVA"})
     dst: str = field(metadata={"positional": True, "help": "output folder (new or empty, unless --overwrite)"})
     format: str = field(default="skinvl", metadata={
         "choices": list(FORMATS), "help": "skinvl: native (auto_map, loads with trust_remote_code); llava: "
@@ -452,7 +534,7 @@ def run_convert(options: ConvertOptions) -> int:
                       vision_tower=options.vision_tower, template=options.template,
                       image_aspect_ratio=options.image_aspect_ratio, max_shard_size=options.max_shard_size,
                       overwrite=options.overwrite)
-    except (OriginalFormatError, FileExistsError, ValueError, OSError) as err:
+    except (OriginalFormatError, FileExistsError, ValueError, OSError, KeyError) as err:
         print(f"error: {err}".replace("\n", " "), file=sys.stderr)
         return ExitCode.BAD_INPUT
     print(f"wrote {options.format} checkpoint to {dst} in {time.perf_counter() - start:.1f} s")
@@ -463,11 +545,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``skinvl convert``."""
     add_command(
         subparsers, "convert", ConvertOptions, run_convert,
-        help="convert the authors' LLaVA-format SkinVL checkpoint to a native SkinVL or stock LLaVA one",
-        description="Convert a checkpoint in the authors' original LLaVA format (model_type "
-        "llava_mistral; a local folder or a Hub id such as zwq803/SkinVL-PubMM) into DST. "
-        "Streams tensor by tensor (memory ~ the largest source shard) into a fresh folder that "
-        "replaces DST only when complete.",
+        help="convert the authors' LLaVA-format SkinVL checkpoint (or any model skinvl loads) "
+        "to a native SkinVL or stock LLaVA one",
+        description="Convert SRC into DST: a checkpoint in the authors' original LLaVA format (model_type "
+        "llava_mistral; a local folder or a Hub id such as zwq803/SkinVL-PubMM; streamed tensor by tensor, "
+        "memory ~ the largest source shard), or any SkinVL / LLaVA model skinvl loads, presets included "
+        "(skinvl convert skinvl-tiny OUT --format llava). DST is written in a fresh folder that replaces "
+        "it only when complete.",
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +83,7 @@ def _load_checkpoint(name_or_path: str, *, vision_tower: str | None, revision: s
 
     # A local folder that is no checkpoint fails here, naming the file.
     model_type = checkpoint_model_type(name_or_path, revision, ask_hub=vision_tower is not None)
+    _refuse_other_tasks(name_or_path, model_type)
     if vision_tower is not None and model_type != LlavaMistralConfig.model_type:
         raise ModelError(
             f"{name_or_path} is a {model_type!r} checkpoint with its own vision tower; vision_tower "
@@ -96,6 +96,26 @@ def _load_checkpoint(name_or_path: str, *, vision_tower: str | None, revision: s
     model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs, **common)
     processor = AutoProcessor.from_pretrained(name_or_path, **common)
     return model, processor
+
+
+def _refuse_other_tasks(name_or_path: str, model_type: str | None) -> None:
+    """A local checkpoint whose model_type AutoModelForImageTextToText cannot load fails here, naming the file."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    from skinvl.configuration_skinvl import SkinVLConfig
+    from skinvl.original_format import LlavaMistralConfig, read_json_object
+
+    known = {*MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES, SkinVLConfig.model_type, LlavaMistralConfig.model_type}
+    if model_type is None or model_type in known:
+        return
+    config_file = Path(name_or_path) / "config.json"
+    auto_map = read_json_object(config_file).get("auto_map") or {}
+    if "AutoModelForImageTextToText" not in auto_map:  # a checkpoint with its own code may map itself
+        raise ModelError(
+            f"{config_file}: model_type {model_type!r} is not an image-text-to-text model "
+            "(AutoModelForImageTextToText cannot load it); pass SkinVL, the authors' format, LLaVA, "
+            "Gemma 3, PaliGemma, Idefics3 or another vision-language checkpoint."
+        )
 
 
 def _load_preset(name: str, dtype: Any, device_map: Any) -> tuple[Any, Any]:
@@ -135,10 +155,9 @@ def checkpoint_model_type(name_or_path: str, revision: str | None = None, *, ask
             "(skinvl-tiny), a checkpoint folder (SkinVL, the authors' format or any "
             "AutoModelForImageTextToText one) or a Hub id."
         )
-    try:
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
-        raise ModelError(f"{config_file}: not a JSON object ({first_line(err)}); fix or replace the file.") from None
+    from skinvl.original_format import read_json_object
+
+    model_type = read_json_object(config_file).get("model_type")  # a broken file: one line naming it
     if not isinstance(model_type, str) or not model_type:
         raise ModelError(f"{config_file}: no model_type; this is not a transformers checkpoint config.")
     return model_type
