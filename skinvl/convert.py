@@ -50,6 +50,7 @@ from mm_skin.paths import is_inside
 
 from .modeling_skinvl import parse_dtype, set_generation_tokens, write_remote_code_files
 from .original_format import (
+    LlavaMistralConfig,
     OriginalCheckpoint,
     OriginalFormatError,
     WeightInfo,
@@ -382,34 +383,32 @@ def _replace_folder(new: Path, dst: Path, overwrite: bool) -> None:
         shutil.rmtree(old)
 
 
-def _is_authors_format(src: str | os.PathLike) -> bool:
-    """Whether ``src`` is an authors'-format checkpoint (the streaming path) rather than a loadable model."""
+def _source_model_type(src: str | os.PathLike) -> str:
+    """The model_type of ``src``: "skinvl" for presets, "llava_mistral" for the authors' format, ..."""
     from skinvl.auto_registration import register
     from skinvl.inference.loading import checkpoint_model_type
-    from skinvl.original_format import LlavaMistralConfig
     from skinvl.presets import PRESET_NAMES
 
     if str(src) in PRESET_NAMES:
-        return False
+        return "skinvl"
     register()  # a Hub id's config may be llava_mistral
-    return checkpoint_model_type(str(src), ask_hub=True) == LlavaMistralConfig.model_type
+    return checkpoint_model_type(str(src), ask_hub=True)
 
 
-def _convert_loaded(src: str, work: Path, *, format: str, dtype: str | None, template: str,
+def _convert_loaded(src: str, work: Path, model_type: str, *, format: str, dtype: str | None, template: str,
                     image_aspect_ratio: str | None, vision_tower: str | None) -> None:
     """Write ``src`` (a preset, SkinVL or LLaVA model the core loads) into ``work`` in ``format``."""
     from transformers import LlavaConfig, LlavaProcessor
 
     from skinvl.inference.loading import load
 
-    model, processor = load(src, dtype=dtype, vision_tower=vision_tower)
-    model_type = model.config.model_type
     if model_type not in FORMATS:
         raise ValueError(f"{src} is a {model_type!r} checkpoint: convert writes SkinVL or LLaVA ones, and a "
                          f"{model_type} model needs no conversion (pass it to skinvl generate / eval as it is).")
     if format == "skinvl" and model_type != "skinvl":
         raise ValueError(f"{src} is a stock LLaVA checkpoint: --format skinvl needs a SkinVL source (use "
                          "--format llava, or load it as it is).")
+    model, processor = load(src, dtype=dtype, vision_tower=vision_tower)
     if model_type == "skinvl":
         processor.set_default_template(template)
         model.config.prompt_template = template
@@ -462,12 +461,13 @@ def convert(
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
     dst = Path(dst)
     _check_destination(dst, overwrite)  # before reading anything
-    if not _is_authors_format(src):
+    model_type = _source_model_type(src)
+    if model_type != LlavaMistralConfig.model_type:
         if Path(src).is_dir() and (is_inside(dst, src) or is_inside(src, dst)):
             raise ValueError(f"DST {dst} is, contains or lies inside the source folder {Path(src).resolve()}: "
                              "converting would overwrite what it reads; choose a DST outside it.")
         return _in_fresh_folder(dst, overwrite, lambda work: _convert_loaded(
-            str(src), work, format=format, dtype=dtype, template=template,
+            str(src), work, model_type, format=format, dtype=dtype, template=template,
             image_aspect_ratio=image_aspect_ratio, vision_tower=vision_tower))
     ckpt = inspect_original(src, vision_tower=vision_tower, template=template)
     _refuse_overlap(dst, ckpt)

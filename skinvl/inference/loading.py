@@ -219,7 +219,8 @@ def load_model(options: ModelOptions, *, device_map: Any = None) -> LoadedModel:
     except ModelError:
         raise
     except (OSError, ValueError, KeyError) as err:
-        hint = "" if options.trust_remote_code else " (a checkpoint with its own code needs --trust-remote-code)"
+        needs_code = "trust_remote_code" in str(err) and not options.trust_remote_code
+        hint = " (a checkpoint with its own code needs --trust-remote-code)" if needs_code else ""
         raise ModelError(f"cannot load --model {options.model!r}: {first_line(err)}{hint}") from err
     template, template_name = options.template, options.template or default_template_name(processor)
     if options.chat_template:
