@@ -64,6 +64,12 @@ from .original_format import (
     scan_weights,
 )
 from .original_loading import build_processor, read_image_processor_settings
+from .original_translation import (
+    RESIZED,
+    identity_projector,
+    vision_tower_key,
+    with_image_token_rows,
+)
 from .processing_skinvl import (
     DEFAULT_TEMPLATE,
     IMAGE_ASPECT_RATIOS,
@@ -81,8 +87,6 @@ _SAFETENSORS_CODES = {
     torch.bool: "BOOL",
 }
 _CODE_DTYPES = {code: dtype for dtype, code in _SAFETENSORS_CODES.items()}
-_RESIZED = ("model.language_model.embed_tokens.weight", "lm_head.weight")
-_CLIP_NOT_VISION = ("text_model.", "visual_projection.", "text_projection.", "logit_scale")
 
 
 def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
@@ -168,13 +172,8 @@ def _cast_entry(name: str, key: str, info: WeightInfo, shape: tuple[int, ...], d
 
 
 def _grown_entry(name: str, key: str, info: WeightInfo, shape: tuple[int, ...], dtype: torch.dtype) -> _Entry:
-    """Embedding / lm_head with new rows (the <image> token) = mean of the existing ones."""
-    def produce(reader: _SourceReader) -> torch.Tensor:
-        tensor = reader.tensor(key, info).to(dtype)
-        extra = tensor.float().mean(0, keepdim=True).to(dtype).expand(shape[0] - tensor.shape[0], -1)
-        return torch.cat([tensor, extra], 0).contiguous()
-
-    return _Entry(name, shape, dtype, produce)
+    """Embedding / lm_head with the <image> row(s) added (``with_image_token_rows``)."""
+    return _Entry(name, shape, dtype, lambda reader: with_image_token_rows(reader.tensor(key, info).to(dtype), shape[0]))
 
 
 def _checkpoint_entries(ckpt: OriginalCheckpoint, expected: dict, dtype: torch.dtype) -> list[_Entry]:
@@ -185,23 +184,19 @@ def _checkpoint_entries(ckpt: OriginalCheckpoint, expected: dict, dtype: torch.d
         if target is None or (target.startswith("model.vision_tower.") and not ckpt.vision_from_checkpoint):
             continue  # a recomputed buffer, or tower weights replaced by mm_vision_tower's
         shape = tuple(expected[target])
-        grow = target in _RESIZED and shape[0] > ckpt.original_vocab_rows
+        grow = target in RESIZED and shape[0] > ckpt.original_vocab_rows
         entries.append((_grown_entry if grow else _cast_entry)(target, key, info, shape, dtype))
     return entries
 
 
 def _vision_tower_entries(ckpt: OriginalCheckpoint, expected: dict, dtype: torch.dtype) -> list[_Entry]:
-    """The vision tower read from the CLIP checkpoint ``ckpt.vision_source``.
-
-    A full ``CLIPModel`` (and a transformers 4 ``CLIPVisionModel``) names it ``vision_model.*``; a
-    ``CLIPVisionModel`` saved by transformers 5 has no prefix.
-    """
+    """The vision tower read from the CLIP checkpoint ``ckpt.vision_source`` (named by ``vision_tower_key``)."""
     clip = scan_weights(resolve_folder(ckpt.vision_source))
-    prefix, entries = "vision_model.", []
+    entries = []
     for key in _in_data_order(clip.tensors):
-        if key.startswith(_CLIP_NOT_VISION) or key.endswith("embeddings.position_ids"):
+        target = vision_tower_key(key)
+        if target is None:
             continue  # text tower, projections, logit_scale, a recomputed buffer
-        target = "model.vision_tower." + key.removeprefix(prefix)
         info = clip.tensors[key]
         if target not in expected:
             raise OriginalFormatError(f"{info.file}: CLIP tensor {key!r} has no place in the vision tower.")
@@ -226,11 +221,9 @@ def plan_conversion(ckpt: OriginalCheckpoint, *, dtype: torch.dtype | None = Non
     if not ckpt.vision_from_checkpoint:
         entries += _vision_tower_entries(ckpt, expected, out_dtype)
     if ckpt.projector == "linear":  # LLaVA's two layers with an identity second layer
-        size = ckpt.skinvl_config.text_config.hidden_size
-        entries.append(_Entry("model.multi_modal_projector.linear_2.weight", (size, size), out_dtype,
-                              lambda reader: torch.eye(size, dtype=out_dtype)))
-        entries.append(_Entry("model.multi_modal_projector.linear_2.bias", (size,), out_dtype,
-                              lambda reader: torch.zeros(size, dtype=out_dtype)))
+        identity = identity_projector(ckpt.skinvl_config.text_config.hidden_size, out_dtype)
+        for name, tensor in identity.items():
+            entries.append(_Entry(name, tuple(tensor.shape), out_dtype, lambda reader, t=tensor: t))
 
     names = [e.name for e in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
