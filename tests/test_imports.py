@@ -136,7 +136,8 @@ def _fresh(code: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-_LOADED = "print(json.dumps({'torch': 'torch' in sys.modules, 'transformers': 'transformers' in sys.modules}))"
+_LOADED = ("print(json.dumps({'torch': 'torch' in sys.modules, 'transformers': 'transformers' in sys.modules, "
+           "'datasets': 'datasets' in sys.modules}))")
 
 
 @pytest.mark.parametrize("argv", [["skinvl", "--help"], ["skinvl", "--version"], ["skinvl", "eval", "--help"],
@@ -160,7 +161,7 @@ except SystemExit as exit:
                                     "skinvl.inference.options", "skinvl.evaluation"])
 def test_light_imports_load_no_torch(module):
     got = _fresh(f"import json, sys\nimport {module}\n{_LOADED}")
-    assert got == {"torch": False, "transformers": False}
+    assert got == {"torch": False, "transformers": False, "datasets": False}
 
 
 def test_public_names_and_submodules_resolve_lazily():

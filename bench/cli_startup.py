@@ -1,0 +1,74 @@
+"""Benchmark CLI start-up: ``--help`` / ``--version`` of both commands, in fresh interpreters.
+
+Measures, in the same run and on the same machine, the median wall time (of ``--repeats`` runs) of:
+
+* ``python -c pass`` (the interpreter's own start-up, the baseline);
+* ``skinvl --help``, ``skinvl --version``, ``skinvl eval --help``, ``mm-skin --help``, and the
+  torch-free scorer import (``import skinvl.evaluation.scoring``, what the lmms-eval task loads);
+* the old eager start-up (``import skinvl`` registering with the Auto classes, i.e. importing torch
+  and transformers, plus every sub-command's module), which ``skinvl --help`` used to pay;
+
+and prints each with its ratio to ``python -c pass`` and to the eager start-up.
+Target: ``skinvl --help`` under 1.5 s on a quiet machine.
+
+    .venv/bin/python bench/cli_startup.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+TARGET_SECONDS = 1.5
+
+_EAGER = ("import importlib, skinvl, skinvl.cli, skinvl.auto_registration as r; r.register(); "
+          "[importlib.import_module(m) for m, _ in skinvl.cli.COMMANDS.values()]")
+_CLI = "import sys; from {module} import main; sys.argv[0] = {prog!r}; main({argv!r})"
+
+CASES = {
+    "python -c pass": "pass",
+    "skinvl --help": _CLI.format(module="skinvl.cli", prog="skinvl", argv=["--help"]),
+    "skinvl --version": _CLI.format(module="skinvl.cli", prog="skinvl", argv=["--version"]),
+    "skinvl eval --help": _CLI.format(module="skinvl.cli", prog="skinvl", argv=["eval", "--help"]),
+    "mm-skin --help": _CLI.format(module="mm_skin_dataset", prog="mm-skin", argv=["--help"]),
+    "import skinvl.evaluation.scoring": "import skinvl.evaluation.scoring",
+    "old eager start-up": _EAGER,
+}
+
+
+def _seconds(code: str) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{code!r} failed: {done.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    """Run every case ``--repeats`` times (interleaved, so load changes hit all alike) and print medians."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    _seconds("import torch, transformers")  # warm the file cache: the first import of torch reads GBs
+    times: dict[str, list[float]] = {name: [] for name in CASES}
+    for _ in range(args.repeats):
+        for name, code in CASES.items():
+            times[name].append(_seconds(code))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    base, eager = medians["python -c pass"], medians["old eager start-up"]
+    print(f"{'case':34} {'median s':>9} {'x python':>9} {'x eager':>8}")
+    for name, value in medians.items():
+        print(f"{name:34} {value:9.2f} {value / base:9.1f} {value / eager:8.2f}")
+    verdict = "meets" if medians["skinvl --help"] < TARGET_SECONDS else "misses"
+    print(f"skinvl --help {medians['skinvl --help']:.2f} s {verdict} the {TARGET_SECONDS} s target "
+          f"(on a quiet machine; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}).")
+
+
+if __name__ == "__main__":
+    main()
