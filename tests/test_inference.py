@@ -303,3 +303,24 @@ def test_convert_a_preset_to_native_skinvl_and_refuse_other_families(tmp_path, t
     assert main(["convert", "skinvl-tiny", str(tmp_path / "never"), "--vision-tower", "x/y"]) == 2
     assert "not to the preset" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def test_a_16_bit_png_builds_with_a_warning_and_reaches_the_model_scaled(tmp_path):
+    """The build keeps the original bytes and says so; skinvl's reader scales them (not white)."""
+    import datasets
+    from test_dataset import _png, make_release
+
+    import mm_skin_dataset as mm
+    from mm_skin.images import HIGH_BIT_DEPTH_NOTE, high_bit_depth_note
+
+    grey16, want = _grey16()
+    images = {"dataset/bk1_1.png": _png(), "dataset/bk1_2.png": grey16}
+    assert high_bit_depth_note(grey16) == HIGH_BIT_DEPTH_NOTE and high_bit_depth_note(_png()) is None
+    captions = [[key, f"c{i}", "skin"] for i, key in enumerate(images)]
+    result = mm.build(make_release(tmp_path / "rel", captions=captions, vqa=[], images=images), tmp_path / "out")
+    warned = [w for w in result.report.warnings if w.reason == HIGH_BIT_DEPTH_NOTE]
+    assert [w.value for w in warned] == ["dataset/bk1_2.png"]
+    ds = datasets.load_dataset(str(tmp_path / "out"), "clinical", split="train", cache_dir=str(tmp_path / "c"))
+    row = next(i for i, image_id in enumerate(ds["image_id"]) if image_id.endswith("bk1_2"))
+    seen = np.asarray(LazyImages.from_dataset(ds, root=tmp_path / "out")[row]).astype(int)
+    assert np.abs(seen - want).max() <= 1
