@@ -338,14 +338,10 @@ def has_vision_weights(weights: CheckpointWeights) -> bool:
 
 
 def resolve_vision_tower(folder: Path, config: dict[str, Any], override: str | None = None) -> str:
-    """Where the CLIP vision tower lives: ``override`` (``--vision-tower``), else ``mm_vision_tower``.
-
-    A config is data from the checkpoint, so its ``mm_vision_tower`` may only name a Hub id or a
-    path INSIDE the checkpoint folder (relative to it, as the fixtures and the original code's
-    working directory have it, or absolute): a path leaving the folder (``../clip``, ``/data/clip``,
-    a symlink out) would load weights from elsewhere on this machine, so it needs an explicit
-    ``override``. An override is the user's choice: any folder or Hub id.
-    """
+    """Where the CLIP vision tower lives: ``override`` (``--vision-tower``: any folder or Hub id), else
+    ``mm_vision_tower``, which, being checkpoint data, may only name a Hub id or a folder INSIDE the
+    checkpoint (relative or absolute); one leaving it (``../clip``, ``/data/clip``, a symlink out)
+    would load weights from elsewhere on this machine, so it needs an explicit ``override``."""
     if override is not None:
         return str(Path(override).expanduser()) if Path(override).expanduser().is_dir() else override
     value = config.get("mm_vision_tower", config.get("vision_tower"))

@@ -224,3 +224,12 @@ def test_torch_free_copies_of_skinvl_names_match():
     assert options.SKINVL_TEMPLATE_NAMES == processing_skinvl.PROMPT_TEMPLATES
     assert options.SKINVL_DEFAULT_TEMPLATE == processing_skinvl.DEFAULT_TEMPLATE
     assert options.SKINVL_IMAGE_ASPECT_RATIOS == processing_skinvl.IMAGE_ASPECT_RATIOS
+
+
+def test_every_public_name_of_the_core_resolves():
+    import skinvl.inference as core
+
+    for name in core.__all__:
+        assert getattr(core, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        core.nothing  # noqa: B018

@@ -324,3 +324,29 @@ def test_a_16_bit_png_builds_with_a_warning_and_reaches_the_model_scaled(tmp_pat
     row = next(i for i, image_id in enumerate(ds["image_id"]) if image_id.endswith("bk1_2"))
     seen = np.asarray(LazyImages.from_dataset(ds, root=tmp_path / "out")[row]).astype(int)
     assert np.abs(seen - want).max() <= 1
+
+
+def test_the_one_translation_of_the_authors_format():
+    """The pieces the loader and the converter share (both are checked against the authors' outputs
+    in test_skinvl_original.py)."""
+    import torch
+
+    from skinvl.original_translation import (
+        identity_projector,
+        vision_tower_key,
+        with_image_token_rows,
+    )
+
+    weight = torch.tensor([[1.0, 2.0], [3.0, 6.0]], dtype=torch.bfloat16)
+    grown = with_image_token_rows(weight, 4)
+    assert grown.dtype == torch.bfloat16 and grown.tolist() == [[1, 2], [3, 6], [2, 4], [2, 4]]
+    assert with_image_token_rows(weight, 2) is weight
+    identity = identity_projector(3, torch.float16)
+    assert torch.equal(identity["model.multi_modal_projector.linear_2.weight"], torch.eye(3, dtype=torch.float16))
+    assert not identity["model.multi_modal_projector.linear_2.bias"].any()
+    assert vision_tower_key("vision_model.encoder.layers.0.mlp.fc1.weight") == \
+        "model.vision_tower.encoder.layers.0.mlp.fc1.weight"
+    assert vision_tower_key("encoder.layers.0.mlp.fc1.weight") == "model.vision_tower.encoder.layers.0.mlp.fc1.weight"
+    for not_tower in ("text_model.embeddings.token_embedding.weight", "logit_scale", "visual_projection.weight",
+                      "vision_model.embeddings.position_ids"):
+        assert vision_tower_key(not_tower) is None
