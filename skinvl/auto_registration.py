@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import logging
 import sys
 import threading
 from types import ModuleType
@@ -21,6 +22,7 @@ from typing import Any
 # Registration imports these packages' modules: none of them may be half-initialised then.
 _WATCHED = ("transformers", "skinvl")
 _AUTO_MODULES = tuple(f"transformers.models.auto.{name}_auto" for name in ("configuration", "modeling", "processing"))
+logger = logging.getLogger(__name__)
 _lock = threading.RLock()
 _state = {"registered": False, "registering": False}
 
@@ -125,7 +127,11 @@ class _RegisteringLoader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
         if not _state["registered"] and _ready(current=module.__name__):
-            register()
+            try:
+                register()
+            except Exception as err:  # noqa: BLE001 - never fail the user's own transformers import
+                logger.warning("skinvl could not register with transformers' Auto classes (%s: %s); "
+                               "skinvl.load registers again when called.", type(err).__name__, err)
 
     def __getattr__(self, name: str) -> Any:  # get_source, is_package, get_resource_reader ...
         return getattr(self._loader, name)
