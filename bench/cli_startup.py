@@ -8,10 +8,12 @@ Measures, in the same run and on the same machine, the median wall time (of ``--
 * the old eager start-up (``import skinvl`` registering with the Auto classes, i.e. importing torch
   and transformers, plus every sub-command's module), which ``skinvl --help`` used to pay;
 
-and prints each with its ratio to ``python -c pass`` and to the eager start-up.
+and prints each with its ratio to ``python -c pass`` and to the eager start-up. With ``--before DIR``
+(a source tree of an earlier commit, e.g. ``git archive REV skinvl mm_skin mm_skin_dataset.py | tar
+-x -C DIR``) the same commands also run on that code (``PYTHONPATH=DIR``), for a before/after table.
 Target: ``skinvl --help`` under 1.5 s on a quiet machine.
 
-    .venv/bin/python bench/cli_startup.py [--repeats 5]
+    .venv/bin/python bench/cli_startup.py [--repeats 5] [--before DIR]
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ CASES = {
     "import skinvl.evaluation.scoring": "import skinvl.evaluation.scoring",
     "old eager start-up": _EAGER,
 }
+_BEFORE = ("skinvl --help", "skinvl --version", "skinvl eval --help", "mm-skin --help",
+           "import skinvl.evaluation.scoring")
 
 
-def _seconds(code: str) -> float:
+def _seconds(code: str, source: str | None = None) -> float:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **({"PYTHONPATH": source} if source else {})}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{code!r} failed: {done.stderr[-2000:]}")
@@ -54,12 +58,16 @@ def main() -> None:
     """Run every case ``--repeats`` times (interleaved, so load changes hit all alike) and print medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--before", help="source tree of the earlier code to time the same commands on")
     args = parser.parse_args()
     _seconds("import torch, transformers")  # warm the file cache: the first import of torch reads GBs
-    times: dict[str, list[float]] = {name: [] for name in CASES}
+    cases = {name: (code, None) for name, code in CASES.items()}
+    if args.before:
+        cases.update({f"{name} (before)": (CASES[name], args.before) for name in _BEFORE})
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.repeats):
-        for name, code in CASES.items():
-            times[name].append(_seconds(code))
+        for name, (code, source) in cases.items():
+            times[name].append(_seconds(code, source))
     medians = {name: statistics.median(values) for name, values in times.items()}
     base, eager = medians["python -c pass"], medians["old eager start-up"]
     print(f"{'case':34} {'median s':>9} {'x python':>9} {'x eager':>8}")

@@ -45,7 +45,7 @@ def to_rgb(image):
     """``image`` (any PIL mode) as an 8-bit RGB image, converted as the module docstring says."""
     from PIL import Image
 
-    if image.mode == "RGB":
+    if image.mode == "RGB" and "transparency" not in image.info:
         return image
     if image.mode in _WIDE_GREY_MODES:
         return _wide_grey_to_rgb(image)
