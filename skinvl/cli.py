@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from mm_skin.cli import add_subcommands, make_parser, run_main
+from mm_skin.cli import add_command_list, add_subcommands, chosen_command, make_parser, run_main
 
 # command -> (the module whose register_cli adds it, its line in `skinvl --help`). The same help
 # is given by the module's add_command (a test checks they agree). Order is the order of --help.
@@ -40,20 +40,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "authors' checkpoints, generate, evaluate, fine-tune and publish.",
         __version__,
     )
-    chosen = chosen_command(sys.argv[1:] if argv is None else argv)
+    chosen = chosen_command(sys.argv[1:] if argv is None else argv, COMMANDS)
     if chosen is None:  # --help, --version, no or an unknown command: the list is all argparse needs
-        subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-        for name, (_, help_line) in COMMANDS.items():
-            subparsers.add_parser(name, help=help_line, description=help_line)
+        add_command_list(parser, {name: help_line for name, (_, help_line) in COMMANDS.items()})
         return parser
     importlib.import_module(COMMANDS[chosen][0]).register_cli(add_subcommands(parser))
     return parser
-
-
-def chosen_command(argv: Sequence[str]) -> str | None:
-    """The sub-command named in ``argv`` (the first word that is not an option), if it is one of ours."""
-    first = next((arg for arg in argv if not arg.startswith("-")), None)
-    return first if first in COMMANDS else None
 
 
 def main(argv: list[str] | None = None) -> int:
