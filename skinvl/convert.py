@@ -48,7 +48,12 @@ import torch
 from mm_skin.cli import ExitCode, add_command
 from mm_skin.paths import is_inside
 
-from .modeling_skinvl import parse_dtype, set_generation_tokens, write_remote_code_files
+from .modeling_skinvl import (
+    MODULE_FILES,
+    parse_dtype,
+    set_generation_tokens,
+    write_remote_code_files,
+)
 from .original_format import (
     LlavaMistralConfig,
     OriginalCheckpoint,
@@ -412,7 +417,7 @@ def _convert_loaded(src: str, work: Path, model_type: str, *, format: str, dtype
     if format == "skinvl" or model_type == "llava":
         processor.save_pretrained(work)
         return
-    for name in ("configuration_skinvl.py", "modeling_skinvl.py", "processing_skinvl.py"):
+    for name in MODULE_FILES:
         (work / name).unlink(missing_ok=True)
     data = model.config.to_dict()
     for key in ("prompt_template", "image_aspect_ratio", "model_type", "auto_map", "transformers_version",

@@ -14,11 +14,11 @@ from skinvl.inference.batching import answer_batch, iter_answers
 from skinvl.inference.decoding import DEFAULT_MAX_NEW_TOKENS
 from skinvl.inference.options import (
     MODEL_HELP,
-    SKINVL_IMAGE_ASPECT_RATIOS,
     ModelError,
     ModelOptions,
 )
 from skinvl.inference.prompts import build_prompt
+from skinvl.prompt_templates import IMAGE_ASPECT_RATIOS
 
 
 @dataclass(kw_only=True)
@@ -32,7 +32,7 @@ class GenerateOptions(ModelOptions):
         "help": "question(s): one for all images, or one per image", "action": "extend"})
     image_aspect_ratio: str | None = field(default=None, metadata={
         "help": "SkinVL only: pad (square in the CLIP mean colour, training) or crop (the authors' "
-        "evaluation); default: the checkpoint's", "choices": list(SKINVL_IMAGE_ASPECT_RATIOS)})
+        "evaluation); default: the checkpoint's", "choices": list(IMAGE_ASPECT_RATIOS)})
     max_new_tokens: int = field(default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "cap on generated tokens"})
     batch_size: int = field(default=8, metadata={"help": "images per forward pass"})
 

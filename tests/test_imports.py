@@ -217,14 +217,6 @@ def test_cli_help_lines_match_the_commands_own(capsys):
         assert registered[name] == help_line, name
 
 
-def test_torch_free_copies_of_skinvl_names_match():
-    from skinvl import processing_skinvl
-    from skinvl.inference import options
-
-    assert options.SKINVL_TEMPLATE_NAMES == processing_skinvl.PROMPT_TEMPLATES
-    assert options.SKINVL_DEFAULT_TEMPLATE == processing_skinvl.DEFAULT_TEMPLATE
-    assert options.SKINVL_IMAGE_ASPECT_RATIOS == processing_skinvl.IMAGE_ASPECT_RATIOS
-
 
 def test_every_public_name_of_the_core_resolves():
     import skinvl.inference as core

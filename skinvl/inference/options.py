@@ -7,12 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Names of SkinVL's chat templates and image modes, for help texts only. They are defined in
-# skinvl.processing_skinvl (which imports transformers, too slow for --help); a test checks that
-# these copies match.
-SKINVL_TEMPLATE_NAMES = ("mistral_instruct", "vicuna_v1")
-SKINVL_DEFAULT_TEMPLATE = "mistral_instruct"
-SKINVL_IMAGE_ASPECT_RATIOS = ("pad", "crop")
+from skinvl.prompt_templates import DEFAULT_TEMPLATE, PROMPT_TEMPLATES
 
 # Commands that always need a local model redeclare ``model`` as required with this same help.
 MODEL_HELP = {"help": "preset (skinvl-tiny), checkpoint folder or Hub id: SkinVL, the authors' format, or any "
@@ -45,10 +40,10 @@ class ModelOptions:
         "help": "the authors' format only: CLIP vision tower folder or Hub id (replaces the checkpoint's "
         "mm_vision_tower; needed when that names a path outside the checkpoint folder)"})
     template: str | None = field(default=None, metadata={
-        "help": "named chat template of the processor (SkinVL: " + " or ".join(SKINVL_TEMPLATE_NAMES)
-        + f"; the paper evaluates with {SKINVL_DEFAULT_TEMPLATE})"})
+        "help": "named chat template of the processor (SkinVL: " + " or ".join(PROMPT_TEMPLATES)
+        + f"; the paper evaluates with {DEFAULT_TEMPLATE})"})
     chat_template: str | None = field(default=None, metadata={
         "help": "Jinja chat template FILE replacing the model's own (for models without one)"})
 
 
-__all__ = ["MODEL_HELP", "SKINVL_IMAGE_ASPECT_RATIOS", "ModelError", "ModelOptions", "first_line"]
+__all__ = ["MODEL_HELP", "ModelError", "ModelOptions", "first_line"]
