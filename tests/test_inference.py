@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import zlib
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_dataset_hostile import _handmade_png
 
 import skinvl
 from skinvl.inference.images import LazyImages, decode, open_rgb, to_rgb
@@ -27,14 +27,10 @@ from skinvl.inference.images import LazyImages, decode, open_rgb, to_rgb
 # --------------------------------------------------------------------------------------------
 
 
-def _png(width: int, height: int, colour_type: int, bit_depth: int, rows: list[bytes], extra: bytes = b"") -> bytes:
+def _png(width: int, height: int, colour_type: int, bit_depth: int, rows: list[bytes]) -> bytes:
     """A PNG written by hand (PIL cannot write 16-bit RGB): filter byte 0 per row."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    data = zlib.compress(b"".join(b"\x00" + row for row in rows))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    idat = zlib.compress(b"".join(b"\x00" + row for row in rows))
+    return _handmade_png(width, height, idat, depth=bit_depth, colour=colour_type)
 
 
 def _saved(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -351,3 +347,14 @@ def test_the_one_translation_of_the_authors_format():
     for not_tower in ("text_model.embeddings.token_embedding.weight", "logit_scale", "visual_projection.weight",
                       "vision_model.embeddings.position_ids"):
         assert vision_tower_key(not_tower) is None
+
+
+def test_chat_template_files_are_checked_before_use(tmp_path):
+    from skinvl.inference.prompts import TEMPLATE_FILE_MAX_BYTES, TemplateError, read_template_file
+
+    big, latin = tmp_path / "big.jinja", tmp_path / "latin.jinja"
+    big.write_text("x" * (TEMPLATE_FILE_MAX_BYTES + 1))
+    latin.write_bytes("{{ 'caf\xe9' }}".encode("latin-1"))
+    for path, reason in ((big, "over 1,000,000 bytes"), (latin, "not UTF-8"), (tmp_path, "no such regular file")):
+        with pytest.raises(TemplateError, match=reason):
+            read_template_file(str(path))
