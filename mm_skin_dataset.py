@@ -271,22 +271,35 @@ def run_benchmark_build(options: BenchmarkBuildOptions) -> int:
     return cli.ExitCode.OK
 
 
-def make_parser() -> argparse.ArgumentParser:
-    """The ``mm-skin`` argument parser (sub-commands ``build`` and ``push``, and ``--version``)."""
+BUILD_HELP = "release -> Parquet folder + dataset card + build_report.json"
+AUDIT_HELP = "find duplicate images/texts and test-vs-train overlap in a built folder or Hub dataset"
+BENCHMARK_HELP = "public classification benchmarks -> Hub-ready Parquet folders"
+COMMANDS = {"build": BUILD_HELP, "push": hub.DATASET_PUSH_HELP, "benchmark": BENCHMARK_HELP, "audit": AUDIT_HELP}
+
+
+def make_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``mm-skin`` argument parser (sub-commands ``build``, ``push``, ``benchmark`` and ``audit``, and ``--version``).
+
+    Only the sub-command named in ``argv`` (default ``sys.argv``) gets its options parser: ``--help``
+    and ``--version`` list the commands without importing transformers.
+    """
     parser = cli.make_parser(
         "mm-skin", "Build the MM-Skin dataset from the authors' release into a Hub-ready Parquet folder, and push it.",
         __version__,
     )
+    if cli.chosen_command(sys.argv[1:] if argv is None else argv, COMMANDS) is None:
+        cli.add_command_list(parser, COMMANDS)
+        return parser
     sub = cli.add_subcommands(parser)
     cli.add_command(
         sub, "build", BuildOptions, run_build,
-        help="release -> Parquet folder + dataset card + build_report.json",
+        help=BUILD_HELP,
         description="Build OUT from SOURCE, the MM-Skin release (caption.csv, VQA.csv, dataset/*.png at SOURCE or "
                     "SOURCE/MM-SkinQA). The official test split is SOURCE/Dataframe/test/vqa/MM-Skin_test.csv or --test-csv. "
                     "Rows that cannot be written are listed in OUT/build_report.json and summarised on stderr.",
     )
     hub.register_cli(sub)
-    benchmark = sub.add_parser("benchmark", help="public classification benchmarks -> Hub-ready Parquet folders",
+    benchmark = sub.add_parser("benchmark", help=BENCHMARK_HELP,
                                description="Build HAM10000, ISIC 2019, DDI, Fitzpatrick17k, PAD-UFES-20, Dermnet, "
                                            "and HIBA, BCN20000, MSKCC, PATCH16 (from the authors' label files).")
     cli.add_command(
@@ -299,7 +312,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     cli.add_command(
         sub, "audit", AuditOptions, run_audit_command,
-        help="find duplicate images/texts and test-vs-train overlap in a built folder or Hub dataset",
+        help=AUDIT_HELP,
         description="Exact and near-duplicate images (perceptual hashes) and texts (MinHash), within and "
                     "across splits and configs and against --against image folders, and how much of each "
                     "test split has a twin in train. Writes audit.json, audit.md and a contact sheet.",
@@ -309,7 +322,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mm-skin`` console script; returns the exit code."""
-    return cli.run_main(make_parser(), None if argv is None else list(argv))
+    return cli.run_main(make_parser(argv), None if argv is None else list(argv))
 
 
 if __name__ == "__main__":

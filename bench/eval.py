@@ -118,8 +118,8 @@ def bench_endpoint(questions: int, delay: float, concurrencies: tuple[int, ...] 
     from eval_servers import FaultServer
 
     from skinvl.evaluation.endpoint import EndpointAnswerer, EndpointOptions
-    from skinvl.evaluation.images import LazyImages
     from skinvl.evaluation.runs import Row
+    from skinvl.inference.images import LazyImages
 
     rng = np.random.default_rng(0)
     blobs = []
@@ -156,9 +156,10 @@ def bench_resume_overhead(samples: int, max_new_tokens: int, batch_size: int, re
     from PIL import Image
 
     import skinvl
-    from skinvl.evaluation.images import LazyImages
-    from skinvl.evaluation.models import LoadedModel, LocalAnswerer
     from skinvl.evaluation.runs import PredictionLog, Row
+    from skinvl.inference.batching import LocalAnswerer
+    from skinvl.inference.images import LazyImages
+    from skinvl.inference.loading import LoadedModel
 
     loaded = LoadedModel.wrap(*skinvl.load("skinvl-tiny"))
     rng = np.random.default_rng(1)

@@ -27,7 +27,7 @@ import enum
 import functools
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -144,6 +144,20 @@ def add_subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersActi
     """Sub-command slot whose parsers are :class:`OptionsParser` (derived from dataclasses)."""
     return parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                  parser_class=options_parser_class())
+
+
+def chosen_command(argv: Sequence[str], commands: Iterable[str]) -> str | None:
+    """The sub-command named in ``argv`` (its first word that is not an option), if it is one of ``commands``."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in set(commands) else None
+
+
+def add_command_list(parser: argparse.ArgumentParser, commands: dict[str, str]) -> None:
+    """The sub-commands as names and help lines only: enough for ``--help``, ``--version`` and an
+    unknown command, without building any options parser (which imports transformers, seconds)."""
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_line in commands.items():
+        subparsers.add_parser(name, help=help_line, description=help_line)
 
 
 def add_command(

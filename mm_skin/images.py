@@ -184,6 +184,18 @@ def check_image_bytes(data: bytes | pa.Buffer) -> str | None:
     return problem
 
 
+HIGH_BIT_DEPTH_NOTE = ("16-bit PNG: stored as is; PIL's plain convert('RGB') clips it to near white, so read it with "
+                       "skinvl (skinvl.inference.images.to_rgb scales it to 8 bits)")
+
+
+def high_bit_depth_note(data: bytes | pa.Buffer) -> str | None:
+    """A warning for a 16-bit PNG (the bytes are kept; readers must scale, not clip, its samples), else None."""
+    view = memoryview(data).cast("B")
+    if view[: len(_PNG_SIGNATURE)] != _PNG_SIGNATURE or len(view) < 26 or view[12:16] != b"IHDR":
+        return None
+    return HIGH_BIT_DEPTH_NOTE if view[24] == 16 else None  # IHDR: width, height, then the bit depth
+
+
 _FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 # O_NONBLOCK: opening a FIFO does not wait for a writer; O_NOFOLLOW: callers pass resolved paths,

@@ -11,10 +11,13 @@ The release (Zeng et al., arXiv 2505.06152) ships caption.csv, VQA.csv and PNG f
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from datasets import ClassLabel, Features, Image, List, Value
+if TYPE_CHECKING:
+    from datasets import Features
 
 MODALITIES: tuple[str, ...] = ("clinical", "dermoscopic", "pathology")
 
@@ -63,54 +66,71 @@ INSTRUCT_DEFAULT_RELATIVE = Path("Dataframe/Pretrain/vqa_MM.json")
 #: its card and report then say what the data really is (examples/mm-skin-sample has one)
 SYNTHETIC_MARKER = "mm-skin-synthetic.json"
 
-_MODALITY_FEATURE = ClassLabel(names=list(MODALITIES))
-CAPTION_FEATURES = Features(
-    {
-        "image": Image(),
-        "image_id": Value("string"),
-        "caption": Value("string"),
-        "modality": _MODALITY_FEATURE,
-        "textbook_id": Value("int32"),
-        "textbook": Value("string"),
-        "age": Value("int32"),
-        "sex": Value("string"),
-    }
-)
-VQA_FEATURES = Features(
-    {
-        "image": Image(),
-        "image_id": Value("string"),
-        "question": Value("string"),
-        "answer": Value("string"),
-        "modality": _MODALITY_FEATURE,
-        "textbook_id": Value("int32"),
-        "textbook": Value("string"),
-        # mm_skin.qa_columns: "<file stem>-<row>-<hash of image and question>", same on every rebuild
-        "question_id": Value("string"),
-        "answer_type": Value("string"),  # "closed" (yes/no question answered yes/no) or "open"
-        "image_in_test": Value("bool"),  # the image is a test image (always true in `test`)
-    }
-)
-INSTRUCT_FEATURES = Features(
-    {
-        "images": List(Image()),
-        "messages": List(
-            {"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})}
-        ),
-        "source": Value("string"),
-        "id": Value("string"),
-    }
-)
+_FEATURE_NAMES = ("CAPTION_FEATURES", "VQA_FEATURES", "INSTRUCT_FEATURES")
+
+
+@functools.cache
+def _features() -> dict[str, Any]:
+    """The three ``datasets.Features``, built on first use: importing ``datasets`` takes seconds, and
+    the torch-free scorer reads only the constants of this module."""
+    from datasets import ClassLabel, Features, Image, List, Value
+
+    modality = ClassLabel(names=list(MODALITIES))
+    caption = Features(
+        {
+            "image": Image(),
+            "image_id": Value("string"),
+            "caption": Value("string"),
+            "modality": modality,
+            "textbook_id": Value("int32"),
+            "textbook": Value("string"),
+            "age": Value("int32"),
+            "sex": Value("string"),
+        }
+    )
+    vqa = Features(
+        {
+            "image": Image(),
+            "image_id": Value("string"),
+            "question": Value("string"),
+            "answer": Value("string"),
+            "modality": modality,
+            "textbook_id": Value("int32"),
+            "textbook": Value("string"),
+            # mm_skin.qa_columns: "<file stem>-<row>-<hash of image and question>", same on every rebuild
+            "question_id": Value("string"),
+            "answer_type": Value("string"),  # "closed" (yes/no question answered yes/no) or "open"
+            "image_in_test": Value("bool"),  # the image is a test image (always true in `test`)
+        }
+    )
+    instruct = Features(
+        {
+            "images": List(Image()),
+            "messages": List(
+                {"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})}
+            ),
+            "source": Value("string"),
+            "id": Value("string"),
+        }
+    )
+    return {"CAPTION_FEATURES": caption, "VQA_FEATURES": vqa, "INSTRUCT_FEATURES": instruct}
+
+
+def __getattr__(name: str) -> Any:
+    """``CAPTION_FEATURES``, ``VQA_FEATURES`` and ``INSTRUCT_FEATURES``, built on first access."""
+    if name in _FEATURE_NAMES:
+        return _features()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def features_for(config: str) -> Features:
     """The `datasets` features of one config (``vqa``, a modality, ``captions``, ``instruct``)."""
     if config == "vqa":
-        return VQA_FEATURES
+        return _features()["VQA_FEATURES"]
     if config == "instruct":
-        return INSTRUCT_FEATURES
+        return _features()["INSTRUCT_FEATURES"]
     if config in MODALITIES or config == "captions":
-        return CAPTION_FEATURES
+        return _features()["CAPTION_FEATURES"]
     raise ValueError(f"unknown config {config!r}; choose one of {', '.join(ALL_CONFIGS)}")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mm_skin.images import read_images_ordered
+from mm_skin.images import high_bit_depth_note, read_images_ordered
 from mm_skin.messages import llava_to_messages
 from mm_skin.paths import UnsafePathError, resolve_inside
 from mm_skin.qa_columns import answer_type, question_id
@@ -155,6 +155,10 @@ def iter_tables(
         assert data is not None
         report.images["written"] += 1
         report.images["bytes"] += len(data)
+        note = high_bit_depth_note(data)
+        if note is not None:
+            for file, row in e.rows():
+                report.warn(file, row, "image", e.key, note)
         _add_image_rows(e, data, wanted, batches, report)
         # Flush only between images: the rows of one image stay in one row group, so the vqa
         # dictionary stores its bytes once however many questions it has.
@@ -255,6 +259,9 @@ def iter_instruct_tables(plan: ReleasePlan, *, num_proc: int = 1, row_group_byte
             if problem is not None:
                 report.skip(f.display, index, "image", str(path.name), problem)
                 continue
+            note = high_bit_depth_note(data)
+            if note is not None:
+                report.warn(f.display, index, "image", str(path.name), note)
             batch["images"].append([{"bytes": data.to_pybytes(), "path": path.name}])
             batch["messages"].append(messages)
             batch["source"].append(source)

@@ -1,6 +1,15 @@
-"""``skinvl convert``: the authors' checkpoints -> a native SkinVL or a stock transformers LLaVA one.
+"""``skinvl convert``: any checkpoint skinvl loads -> a native SkinVL or a stock transformers LLaVA one.
 
-Conversion streams tensor by tensor: it reads one tensor from the source (safetensors, or ``.bin``
+SRC is anything the inference core loads (``skinvl.inference.loading``): a preset
+(``skinvl-tiny``), the authors' ``llava_mistral`` format, a native SkinVL or a transformers LLaVA
+checkpoint, local or on the Hub. Other families (Gemma 3, Idefics3, ...) load as they are and are
+refused with that advice.
+
+The authors' format is translated by streaming (below). A loaded model (preset, SkinVL, LLaVA) is
+saved with ``save_pretrained``; for ``--format llava`` its config and processor are rewritten as
+stock LLaVA ones (SkinVL's weights ARE LLaVA's: same modules, same names).
+
+Conversion of the authors' format streams tensor by tensor: it reads one tensor from the source (safetensors, or ``.bin``
 loaded with ``weights_only=True`` and memory-mapped), renames/casts it and writes it straight into
 the output safetensors file, whose header is computed up front from the source headers. Memory
 therefore stays near the largest source shard, whatever the model size. No model is instantiated
@@ -39,8 +48,14 @@ import torch
 from mm_skin.cli import ExitCode, add_command
 from mm_skin.paths import is_inside
 
-from .modeling_skinvl import parse_dtype, set_generation_tokens, write_remote_code_files
+from .modeling_skinvl import (
+    MODULE_FILES,
+    parse_dtype,
+    set_generation_tokens,
+    write_remote_code_files,
+)
 from .original_format import (
+    LlavaMistralConfig,
     OriginalCheckpoint,
     OriginalFormatError,
     WeightInfo,
@@ -54,6 +69,12 @@ from .original_format import (
     scan_weights,
 )
 from .original_loading import build_processor, read_image_processor_settings
+from .original_translation import (
+    RESIZED,
+    identity_projector,
+    vision_tower_key,
+    with_image_token_rows,
+)
 from .processing_skinvl import (
     DEFAULT_TEMPLATE,
     IMAGE_ASPECT_RATIOS,
@@ -71,8 +92,6 @@ _SAFETENSORS_CODES = {
     torch.bool: "BOOL",
 }
 _CODE_DTYPES = {code: dtype for dtype, code in _SAFETENSORS_CODES.items()}
-_RESIZED = ("model.language_model.embed_tokens.weight", "lm_head.weight")
-_CLIP_NOT_VISION = ("text_model.", "visual_projection.", "text_projection.", "logit_scale")
 
 
 def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
@@ -158,13 +177,8 @@ def _cast_entry(name: str, key: str, info: WeightInfo, shape: tuple[int, ...], d
 
 
 def _grown_entry(name: str, key: str, info: WeightInfo, shape: tuple[int, ...], dtype: torch.dtype) -> _Entry:
-    """Embedding / lm_head with new rows (the <image> token) = mean of the existing ones."""
-    def produce(reader: _SourceReader) -> torch.Tensor:
-        tensor = reader.tensor(key, info).to(dtype)
-        extra = tensor.float().mean(0, keepdim=True).to(dtype).expand(shape[0] - tensor.shape[0], -1)
-        return torch.cat([tensor, extra], 0).contiguous()
-
-    return _Entry(name, shape, dtype, produce)
+    """Embedding / lm_head with the <image> row(s) added (``with_image_token_rows``)."""
+    return _Entry(name, shape, dtype, lambda reader: with_image_token_rows(reader.tensor(key, info).to(dtype), shape[0]))
 
 
 def _checkpoint_entries(ckpt: OriginalCheckpoint, expected: dict, dtype: torch.dtype) -> list[_Entry]:
@@ -175,23 +189,19 @@ def _checkpoint_entries(ckpt: OriginalCheckpoint, expected: dict, dtype: torch.d
         if target is None or (target.startswith("model.vision_tower.") and not ckpt.vision_from_checkpoint):
             continue  # a recomputed buffer, or tower weights replaced by mm_vision_tower's
         shape = tuple(expected[target])
-        grow = target in _RESIZED and shape[0] > ckpt.original_vocab_rows
+        grow = target in RESIZED and shape[0] > ckpt.original_vocab_rows
         entries.append((_grown_entry if grow else _cast_entry)(target, key, info, shape, dtype))
     return entries
 
 
 def _vision_tower_entries(ckpt: OriginalCheckpoint, expected: dict, dtype: torch.dtype) -> list[_Entry]:
-    """The vision tower read from the CLIP checkpoint ``ckpt.vision_source``.
-
-    A full ``CLIPModel`` (and a transformers 4 ``CLIPVisionModel``) names it ``vision_model.*``; a
-    ``CLIPVisionModel`` saved by transformers 5 has no prefix.
-    """
+    """The vision tower read from the CLIP checkpoint ``ckpt.vision_source`` (named by ``vision_tower_key``)."""
     clip = scan_weights(resolve_folder(ckpt.vision_source))
-    prefix, entries = "vision_model.", []
+    entries = []
     for key in _in_data_order(clip.tensors):
-        if key.startswith(_CLIP_NOT_VISION) or key.endswith("embeddings.position_ids"):
+        target = vision_tower_key(key)
+        if target is None:
             continue  # text tower, projections, logit_scale, a recomputed buffer
-        target = "model.vision_tower." + key.removeprefix(prefix)
         info = clip.tensors[key]
         if target not in expected:
             raise OriginalFormatError(f"{info.file}: CLIP tensor {key!r} has no place in the vision tower.")
@@ -216,11 +226,9 @@ def plan_conversion(ckpt: OriginalCheckpoint, *, dtype: torch.dtype | None = Non
     if not ckpt.vision_from_checkpoint:
         entries += _vision_tower_entries(ckpt, expected, out_dtype)
     if ckpt.projector == "linear":  # LLaVA's two layers with an identity second layer
-        size = ckpt.skinvl_config.text_config.hidden_size
-        entries.append(_Entry("model.multi_modal_projector.linear_2.weight", (size, size), out_dtype,
-                              lambda reader: torch.eye(size, dtype=out_dtype)))
-        entries.append(_Entry("model.multi_modal_projector.linear_2.bias", (size,), out_dtype,
-                              lambda reader: torch.zeros(size, dtype=out_dtype)))
+        identity = identity_projector(ckpt.skinvl_config.text_config.hidden_size, out_dtype)
+        for name, tensor in identity.items():
+            entries.append(_Entry(name, tuple(tensor.shape), out_dtype, lambda reader, t=tensor: t))
 
     names = [e.name for e in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -373,6 +381,59 @@ def _replace_folder(new: Path, dst: Path, overwrite: bool) -> None:
         shutil.rmtree(old)
 
 
+def _source_model_type(src: str | os.PathLike) -> str:
+    """The model_type of ``src``: "skinvl" for presets, "llava_mistral" for the authors' format, ..."""
+    from skinvl.auto_registration import register
+    from skinvl.inference.loading import checkpoint_model_type
+    from skinvl.presets import PRESET_NAMES
+
+    if str(src) in PRESET_NAMES:
+        return "skinvl"
+    register()  # a Hub id's config may be llava_mistral
+    return checkpoint_model_type(str(src), ask_hub=True)
+
+
+def _convert_loaded(src: str, work: Path, model_type: str, *, format: str, dtype: str | None, template: str,
+                    image_aspect_ratio: str | None, vision_tower: str | None) -> None:
+    """Write ``src`` (a preset, SkinVL or LLaVA model the core loads) into ``work`` in ``format``."""
+    from transformers import LlavaConfig, LlavaProcessor
+
+    from skinvl.inference.loading import load
+
+    if model_type not in FORMATS:
+        raise ValueError(f"{src} is a {model_type!r} checkpoint: convert writes SkinVL or LLaVA ones, and a "
+                         f"{model_type} model needs no conversion (pass it to skinvl generate / eval as it is).")
+    if format == "skinvl" and model_type != "skinvl":
+        raise ValueError(f"{src} is a stock LLaVA checkpoint: --format skinvl needs a SkinVL source (use "
+                         "--format llava, or load it as it is).")
+    model, processor = load(src, dtype=dtype, vision_tower=vision_tower)
+    if model_type == "skinvl":
+        processor.set_default_template(template)
+        model.config.prompt_template = template
+        if image_aspect_ratio is not None:
+            processor.set_image_aspect_ratio(image_aspect_ratio)
+            model.config.image_aspect_ratio = image_aspect_ratio
+    model.save_pretrained(work)  # SkinVL writes its module files and auto_map too
+    if format == "skinvl" or model_type == "llava":
+        processor.save_pretrained(work)
+        return
+    for name in MODULE_FILES:
+        (work / name).unlink(missing_ok=True)
+    data = model.config.to_dict()
+    for key in ("prompt_template", "image_aspect_ratio", "model_type", "auto_map", "transformers_version",
+                "architectures"):
+        data.pop(key, None)
+    llava = LlavaConfig(**data)
+    llava.architectures = ["LlavaForConditionalGeneration"]
+    llava.save_pretrained(work)
+    processor.tokenizer.chat_template = processor.chat_template
+    LlavaProcessor(image_processor=processor.image_processor, tokenizer=processor.tokenizer,
+                   patch_size=processor.patch_size,
+                   vision_feature_select_strategy=processor.vision_feature_select_strategy,
+                   chat_template=processor.chat_template,
+                   num_additional_image_tokens=processor.num_additional_image_tokens).save_pretrained(work)
+
+
 def convert(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -385,31 +446,49 @@ def convert(
     max_shard_size: int | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Convert an authors'-format checkpoint ``src`` (folder or Hub id) into ``dst``.
+    """Convert ``src`` (anything the inference core loads, see the module docstring) into ``dst``.
 
     ``format`` is "skinvl" (native, loads with ``import skinvl`` or ``trust_remote_code=True``) or
     "llava" (stock transformers ``llava``). ``dtype`` casts the weights ("bfloat16", ...).
     ``vision_tower`` (CLIP folder or Hub id) replaces the checkpoint's ``mm_vision_tower``.
-    ``max_shard_size`` (bytes) defaults to the largest source shard. ``overwrite`` lets a finished
+    ``max_shard_size`` (bytes; authors' format) defaults to the largest source shard; a loaded
+    model is sharded by ``save_pretrained``. ``overwrite`` lets a finished
     conversion replace a non-empty ``dst`` (never the source). Returns ``dst``.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
     dst = Path(dst)
     _check_destination(dst, overwrite)  # before reading anything
+    model_type = _source_model_type(src)
+    if model_type != LlavaMistralConfig.model_type:
+        if Path(src).is_dir() and (is_inside(dst, src) or is_inside(src, dst)):
+            raise ValueError(f"DST {dst} is, contains or lies inside the source folder {Path(src).resolve()}: "
+                             "converting would overwrite what it reads; choose a DST outside it.")
+        return _in_fresh_folder(dst, overwrite, lambda work: _convert_loaded(
+            str(src), work, model_type, format=format, dtype=dtype, template=template,
+            image_aspect_ratio=image_aspect_ratio, vision_tower=vision_tower))
     ckpt = inspect_original(src, vision_tower=vision_tower, template=template)
     _refuse_overlap(dst, ckpt)
     entries = plan_conversion(ckpt, dtype=parse_dtype(dtype))
     ckpt.skinvl_config.dtype = entries[0].dtype
     if max_shard_size is None:
         max_shard_size = max((f.stat().st_size for f in ckpt.weights.files), default=DEFAULT_MAX_SHARD_BYTES)
+
+    def write(work: Path) -> None:
+        _write_weights(work, entries, max(max_shard_size, 1))
+        _write_config_and_processor(work, ckpt, format, template,
+                                    image_aspect_ratio or ckpt.skinvl_config.image_aspect_ratio)
+
+    return _in_fresh_folder(dst, overwrite, write)
+
+
+def _in_fresh_folder(dst: Path, overwrite: bool, write: Callable[[Path], None]) -> Path:
+    """``write`` into a hidden folder beside ``dst``, which replaces ``dst`` only once complete."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
     try:
         work.chmod(0o755)  # mkdtemp's 0700 would become DST's permissions
-        _write_weights(work, entries, max(max_shard_size, 1))
-        _write_config_and_processor(work, ckpt, format, template,
-                                    image_aspect_ratio or ckpt.skinvl_config.image_aspect_ratio)
+        write(work)
         _replace_folder(work, dst, overwrite)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -421,7 +500,8 @@ class ConvertOptions:
     """Options of ``skinvl convert`` (the CLI is derived from these fields)."""
 
     src: str = field(metadata={"positional": True,
-                               "help": "source folder or Hub id (authors' llava_mistral format)"})
+                               "help": "preset (skinvl-tiny), folder or Hub id: the authors' llava_mistral "
+                               "format, SkinVL or LLaVA"})
     dst: str = field(metadata={"positional": True, "help": "output folder (new or empty, unless --overwrite)"})
     format: str = field(default="skinvl", metadata={
         "choices": list(FORMATS), "help": "skinvl: native (auto_map, loads with trust_remote_code); llava: "
@@ -452,7 +532,7 @@ def run_convert(options: ConvertOptions) -> int:
                       vision_tower=options.vision_tower, template=options.template,
                       image_aspect_ratio=options.image_aspect_ratio, max_shard_size=options.max_shard_size,
                       overwrite=options.overwrite)
-    except (OriginalFormatError, FileExistsError, ValueError, OSError) as err:
+    except (OriginalFormatError, FileExistsError, ValueError, OSError, KeyError) as err:
         print(f"error: {err}".replace("\n", " "), file=sys.stderr)
         return ExitCode.BAD_INPUT
     print(f"wrote {options.format} checkpoint to {dst} in {time.perf_counter() - start:.1f} s")
@@ -463,11 +543,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``skinvl convert``."""
     add_command(
         subparsers, "convert", ConvertOptions, run_convert,
-        help="convert the authors' LLaVA-format SkinVL checkpoint to a native SkinVL or stock LLaVA one",
-        description="Convert a checkpoint in the authors' original LLaVA format (model_type "
-        "llava_mistral; a local folder or a Hub id such as zwq803/SkinVL-PubMM) into DST. "
-        "Streams tensor by tensor (memory ~ the largest source shard) into a fresh folder that "
-        "replaces DST only when complete.",
+        help="convert the authors' LLaVA-format SkinVL checkpoint (or any model skinvl loads) "
+        "to a native SkinVL or stock LLaVA one",
+        description="Convert SRC into DST: a checkpoint in the authors' original LLaVA format (model_type "
+        "llava_mistral; a local folder or a Hub id such as zwq803/SkinVL-PubMM; streamed tensor by tensor, "
+        "memory ~ the largest source shard), or any SkinVL / LLaVA model skinvl loads, presets included "
+        "(skinvl convert skinvl-tiny OUT --format llava). DST is written in a fresh folder that replaces "
+        "it only when complete.",
     )
 
 

@@ -87,7 +87,7 @@ def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 def _model_mismatch(doc: dict[str, Any], folder: Path, repo_id: str) -> str | None:
     """Why a result's model is not this card's (weights hash, Hub id or folder differ); None when it is."""
-    from skinvl.evaluation.models import weights_hash
+    from skinvl.inference.loading import weights_hash
 
     info = doc.get("model_info") if isinstance(doc.get("model_info"), dict) else {}
     label = f"results {doc.get('name') or doc.get('model') or '(unnamed)'}"

@@ -30,7 +30,8 @@ AUTO_MAP = {
     "AutoModelForImageTextToText": "modeling_skinvl.SkinVLForConditionalGeneration",
     "AutoProcessor": "processing_skinvl.SkinVLProcessor",
 }
-_MODULE_FILES = ("configuration_skinvl.py", "modeling_skinvl.py", "processing_skinvl.py")
+# Copied next to a saved checkpoint for trust_remote_code loading (they import only transformers).
+MODULE_FILES = ("configuration_skinvl.py", "modeling_skinvl.py", "processing_skinvl.py", "prompt_templates.py")
 
 
 class SkinVLModel(LlavaModel):
@@ -58,7 +59,7 @@ def write_remote_code_files(save_directory: str | os.PathLike) -> None:
     """Copy the SkinVL module files into ``save_directory`` and set ``auto_map`` in its config.json."""
     save_directory = Path(save_directory)
     here = Path(__file__).resolve().parent
-    for name in _MODULE_FILES:
+    for name in MODULE_FILES:
         source = here / name
         if source.is_file() and source.resolve() != (save_directory / name).resolve():
             shutil.copyfile(source, save_directory / name)

@@ -41,7 +41,8 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-from mm_skin.paths import UnsafePathError, resolve_inside
+from mm_skin.hub import is_hub_id
+from mm_skin.paths import UnsafePathError, is_inside, resolve_inside
 
 from .configuration_skinvl import SkinVLConfig
 from .modeling_skinvl import SkinVLForConditionalGeneration
@@ -337,27 +338,41 @@ def has_vision_weights(weights: CheckpointWeights) -> bool:
 
 
 def resolve_vision_tower(folder: Path, config: dict[str, Any], override: str | None = None) -> str:
-    """Where the CLIP vision tower lives: ``override``, else ``mm_vision_tower`` resolved.
+    """Where the CLIP vision tower lives: ``override`` (``--vision-tower``: any folder or Hub id), else
+    ``mm_vision_tower``, which, being checkpoint data, may only name a Hub id or a folder INSIDE the
+    checkpoint (relative or absolute); one leaving it (``../clip``, ``/data/clip``, a symlink out)
+    would load weights from elsewhere on this machine, so it needs an explicit ``override``."""
+    if override is not None:
+        return str(Path(override).expanduser()) if Path(override).expanduser().is_dir() else override
+    value = config.get("mm_vision_tower", config.get("vision_tower"))
+    if not value or not isinstance(value, str):
+        raise OriginalFormatError(
+            f"{folder}/config.json has no mm_vision_tower; pass vision_tower=<CLIP folder or Hub id> "
+            "(--vision-tower)."
+        )
+    inside = _tower_inside(folder, value)
+    if inside is not None:
+        return str(inside)
+    if is_hub_id(value):
+        return value  # a Hub id such as openai/clip-vit-large-patch14-336
+    raise OriginalFormatError(
+        f"{folder}/config.json: mm_vision_tower {value!r} is neither a Hub id nor a folder inside the "
+        "checkpoint; weights outside the checkpoint are loaded only when named explicitly: pass "
+        "vision_tower=<CLIP folder or Hub id> (--vision-tower)."
+    )
 
-    A relative ``mm_vision_tower`` is looked up in the CHECKPOINT folder (not the working
-    directory), then as an absolute path, then used as a Hub id.
-    """
-    value = override if override is not None else config.get("mm_vision_tower", config.get("vision_tower"))
-    if not value:
-        raise OriginalFormatError(
-            f"{folder}/config.json has no mm_vision_tower; pass vision_tower=<CLIP folder or Hub id>."
-        )
-    candidate = Path(value).expanduser()
-    if not candidate.is_absolute() and (folder / candidate).is_dir():
-        return str(folder / candidate)
-    if candidate.is_dir():
-        return str(candidate)
-    if candidate.is_absolute() or value.startswith((".", "~")) or value.count("/") > 1:
-        raise OriginalFormatError(
-            f"{folder}/config.json: mm_vision_tower {value!r} is neither a folder inside the "
-            "checkpoint nor an existing path, and cannot be a Hub id; pass vision_tower=<CLIP folder>."
-        )
-    return value  # a Hub id such as openai/clip-vit-large-patch14-336
+
+def _tower_inside(folder: Path, value: str) -> Path | None:
+    """The folder ``value`` names inside the checkpoint ``folder`` (symlinks resolved), else None."""
+    candidate = Path(value)
+    if candidate.is_absolute():
+        real = candidate.resolve()
+        return real if real.is_dir() and is_inside(real, folder) else None
+    try:
+        real = resolve_inside(folder, value, what="mm_vision_tower", where="the checkpoint folder")
+    except UnsafePathError:
+        return None
+    return real if real.is_dir() else None
 
 
 def has_local_weights(source: str) -> bool:
@@ -377,6 +392,8 @@ def choose_vision_tower(folder: Path, in_checkpoint: bool, source: str, override
     saved in the checkpoint; that is followed unless those weights are not on this machine.
     """
     if not in_checkpoint:
+        logger.warning("%s: using the vision tower %r (%s).", folder, source,
+                       "passed as vision_tower" if override is not None else "named by mm_vision_tower")
         return False
     if override is None and not has_local_weights(source):
         logger.warning(

@@ -1,6 +1,7 @@
 """Loading the authors' ``llava_mistral`` checkpoints in one call, and their Auto-class entries.
 
-Builds the SkinVL model (weights renamed while loading, ``<image>`` rows added) and the SkinVL
+Builds the SkinVL model (weights renamed while loading, ``<image>`` rows, the identity projector
+layer and the CLIP tower from ``skinvl.original_translation``, as ``convert`` does) and the SkinVL
 processor (the checkpoint's tokenizer + the CLIP tower's pre-processing settings); ``convert``
 uses the same processor assembly.
 
@@ -34,6 +35,13 @@ from .original_format import (
     read_original_config,
     resolve_folder,
     resolve_vision_tower,
+)
+from .original_translation import (
+    IDENTITY_LAYER,
+    VISION_TOWER,
+    identity_projector,
+    vision_tower_key,
+    with_image_token_rows,
 )
 from .processing_skinvl import DEFAULT_TEMPLATE, SkinVLProcessor, chat_templates
 
@@ -93,8 +101,7 @@ def load_original_model(name_or_path: str | os.PathLike, *, vision_tower: str | 
     if not ckpt.vision_from_checkpoint:
         allowed_missing |= {k for k in expected if k.startswith("model.vision_tower.")}
     if ckpt.projector == "linear":
-        allowed_missing |= {"model.multi_modal_projector.linear_2.weight",
-                            "model.multi_modal_projector.linear_2.bias"}
+        allowed_missing |= set(identity_projector(1, torch.float32))
     unexplained = sorted(missing - allowed_missing)
     if unexplained:
         raise OriginalFormatError(
@@ -107,9 +114,9 @@ def load_original_model(name_or_path: str | os.PathLike, *, vision_tower: str | 
 
     with torch.no_grad():
         if ckpt.projector == "linear":
-            linear_2 = model.model.multi_modal_projector.linear_2
-            linear_2.weight.copy_(torch.eye(linear_2.weight.shape[0], dtype=linear_2.weight.dtype))
-            linear_2.bias.zero_()
+            dtype = model.get_parameter(f"{IDENTITY_LAYER}.weight").dtype
+            for name, tensor in identity_projector(config.text_config.hidden_size, dtype).items():
+                model.get_parameter(name).copy_(tensor)
         if not ckpt.vision_from_checkpoint:
             _load_vision_tower(model, ckpt, hub)
     add_image_token_rows(model, config.image_token_id)
@@ -126,10 +133,10 @@ def load_original_model(name_or_path: str | os.PathLike, *, vision_tower: str | 
 
 
 def _load_vision_tower(model, ckpt: OriginalCheckpoint, hub: dict[str, Any]) -> None:
+    """Copy the CLIP checkpoint's vision weights into the tower (names by ``vision_tower_key``)."""
     from transformers import CLIPVisionModel
 
-    tower = model.model.vision_tower
-    dtype = next(tower.parameters()).dtype
+    dtype = next(model.model.vision_tower.parameters()).dtype
     try:
         with quiet_transformers():  # the CLIP text tower's keys are expected to be unused
             clip, info = CLIPVisionModel.from_pretrained(
@@ -145,15 +152,19 @@ def _load_vision_tower(model, ckpt: OriginalCheckpoint, hub: dict[str, Any]) -> 
             f"{ckpt.vision_source}: the CLIP checkpoint lacks vision weights "
             f"{sorted(info['missing_keys'])[:10]}."
         )
-    tower.load_state_dict(clip.state_dict(), strict=True)
+    renamed = {vision_tower_key(k): v for k, v in clip.state_dict().items()}
+    renamed.pop(None, None)
+    tower = {k for k in model.state_dict() if k.startswith(VISION_TOWER)}
+    if set(renamed) != tower:
+        raise OriginalFormatError(
+            f"{ckpt.vision_source}: the CLIP vision weights do not match the tower "
+            f"(missing {sorted(tower - set(renamed))[:5]}, extra {sorted(set(renamed) - tower)[:5]})."
+        )
+    model.load_state_dict(renamed, strict=False)
 
 
 def add_image_token_rows(model, image_token_id: int) -> None:
-    """Give the embedding and lm_head a row for ``<image>``: the mean of the existing rows.
-
-    The embedding row is never used (image features replace it); the lm_head row makes the image
-    token's logit the mean of all logits, so greedy decoding never picks it.
-    """
+    """Give the embedding and lm_head a row for ``<image>`` (``with_image_token_rows``)."""
     import torch
 
     embeddings = model.get_input_embeddings()
@@ -163,10 +174,10 @@ def add_image_token_rows(model, image_token_id: int) -> None:
     model.resize_token_embeddings(image_token_id + 1, mean_resizing=False)
     with torch.no_grad():
         new_in = model.get_input_embeddings().weight
-        new_in[rows:] = new_in[:rows].float().mean(0, keepdim=True).to(new_in.dtype)
+        new_in.copy_(with_image_token_rows(new_in[:rows], new_in.shape[0]))
         head = model.get_output_embeddings()
         if head is not None and head.weight.shape[0] > rows and head.weight is not new_in:
-            head.weight[rows:] = head.weight[:rows].float().mean(0, keepdim=True).to(head.weight.dtype)
+            head.weight.copy_(with_image_token_rows(head.weight[:rows], head.weight.shape[0]))
 
 
 def load_original_processor(name_or_path: str | os.PathLike, *, vision_tower: str | None = None,

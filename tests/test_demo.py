@@ -202,7 +202,7 @@ def test_stream_answer_grows_to_the_direct_answer(tiny, tmp_path):
     from PIL import Image
 
     from skinvl.demo import stream_answer
-    from skinvl.evaluation.models import LoadedModel
+    from skinvl.inference.loading import LoadedModel
 
     loaded = LoadedModel.wrap(*tiny, "skinvl-tiny")
     path = _drawn_image(tmp_path / "lesion.png")
@@ -423,7 +423,7 @@ def test_exported_space_imports_its_own_sources(tmp_path, capsys):
         from pathlib import Path
         import app
         from skinvl.demo import build_app
-        from skinvl.evaluation.models import load_model
+        from skinvl.inference.loading import load_model
         build_app(load_model(app.OPTIONS), app.OPTIONS)
         ours = {n: m for n, m in sys.modules.items() if n.split(".")[0].startswith(("skinvl", "mm_skin"))}
         outside = [n for n, m in ours.items() if not Path(m.__file__).is_relative_to(Path.cwd())]

@@ -72,8 +72,8 @@ def test_zeroshot_on_a_benchmark_folder_grouped_by_skin_type(ddi_folder, tmp_pat
 
 
 def test_zeroshot_with_a_local_model_on_a_benchmark_folder(ddi_folder, tmp_path, tiny):
-    from skinvl.evaluation.models import LoadedModel
     from skinvl.evaluation.zeroshot import ZeroShotOptions, run_zeroshot
+    from skinvl.inference.loading import LoadedModel
 
     doc = run_zeroshot(ZeroShotOptions(model="skinvl-tiny", data=str(ddi_folder), split="test", limit=6,
                                        out=str(tmp_path / "out"), max_new_tokens=4, group_by="skin_type"),
@@ -126,8 +126,8 @@ def test_group_metrics_resample_images_and_auroc():
 
 
 def test_probe_on_a_benchmark_folder_grouped_by_skin_type(ddi_folder, tmp_path, tiny):
-    from skinvl.evaluation.models import LoadedModel
     from skinvl.evaluation.probe import ProbeOptions, run_probe
+    from skinvl.inference.loading import LoadedModel
 
     doc = run_probe(ProbeOptions(model="skinvl-tiny", data=str(ddi_folder), out=str(tmp_path / "out"),
                                  cache_dir=str(tmp_path / "cache"), group_by="skin_type"),
@@ -177,9 +177,9 @@ def test_mcq_prompts_out_letters_in_with_rotated_orders(ddi_folder, tmp_path):
 
 
 def test_likelihood_protocol_gives_probabilities_auroc_log_loss_ece(ddi_folder, tmp_path, tiny):
-    from skinvl.evaluation.models import LoadedModel
     from skinvl.evaluation.zeroshot import ZeroShotOptions, run_zeroshot
     from skinvl.evaluation.zeroshot_protocols import class_log_likelihoods
+    from skinvl.inference.loading import LoadedModel
 
     loaded = LoadedModel.wrap(*tiny, "skinvl-tiny")
     doc = run_zeroshot(ZeroShotOptions(model="skinvl-tiny", data=str(ddi_folder), limit=8, out=str(tmp_path / "out"),
@@ -206,8 +206,8 @@ def test_likelihood_protocol_gives_probabilities_auroc_log_loss_ece(ddi_folder, 
 
 
 def test_mcq_with_a_local_model_runs_every_order(ddi_folder, tmp_path, tiny):
-    from skinvl.evaluation.models import LoadedModel
     from skinvl.evaluation.zeroshot import ZeroShotOptions, run_zeroshot
+    from skinvl.inference.loading import LoadedModel
 
     doc = run_zeroshot(ZeroShotOptions(model="skinvl-tiny", data=str(ddi_folder), limit=3, out=str(tmp_path / "out"),
                                        protocol="mcq", max_new_tokens=3), loaded=LoadedModel.wrap(*tiny, "skinvl-tiny"))

@@ -10,7 +10,7 @@ from test_eval_foreign import _label_files
 
 from skinvl.cli import main
 from skinvl.evaluation.ask import GREY, blind_images
-from skinvl.evaluation.images import LazyImages
+from skinvl.inference.images import LazyImages
 
 COMMON = ("--no-bertscore", "--retry-backoff", "0")
 

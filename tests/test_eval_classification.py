@@ -119,8 +119,8 @@ def _placeholder_images(root, relative_paths, seed=0):
 
 @pytest.mark.shared
 def test_zeroshot_on_a_real_label_file_with_placeholder_images(shared_dir, tmp_path, tiny):
-    from skinvl.evaluation.models import LoadedModel
     from skinvl.evaluation.zeroshot import ZeroShotOptions, run_zeroshot
+    from skinvl.inference.loading import LoadedModel
 
     labels_csv = shared_dir / "mmskin-release" / "Dataframe" / "test" / "classification" / "HAM10000_test.csv"
     with labels_csv.open() as f:
@@ -175,8 +175,8 @@ def _probe_files(tmp_path):
 def test_probe_end_to_end_and_feature_cache(tmp_path, tiny):
     import torch
 
-    from skinvl.evaluation.models import LoadedModel
     from skinvl.evaluation.probe import ProbeOptions, extract_features, run_probe
+    from skinvl.inference.loading import LoadedModel
 
     model, processor = tiny
     files, images = _probe_files(tmp_path)

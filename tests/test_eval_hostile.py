@@ -167,7 +167,7 @@ def test_same_image_with_two_labels_is_reported(tmp_path, capsys):
 def test_dataset_image_path_leaving_the_root_is_refused(tmp_path):
     import datasets
 
-    from skinvl.evaluation.images import ImageFileError, LazyImages
+    from skinvl.inference.images import ImageFileError, LazyImages
 
     root = tmp_path / "release"
     root.mkdir()

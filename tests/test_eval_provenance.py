@@ -43,7 +43,7 @@ def _doc(**extra) -> dict:
 
 
 def test_card_refuses_results_of_another_model_unless_forced(folder):
-    from skinvl.evaluation.models import weights_hash
+    from skinvl.inference.loading import weights_hash
 
     same = _doc(model_info={"model": str(folder), "weights_blake2b": weights_hash(str(folder))})
     check_results_model([same], folder, "me/skinvl-ft")

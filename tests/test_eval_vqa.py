@@ -7,9 +7,9 @@ import json
 
 
 def test_eval_vqa_end_to_end(vqa_folder, tiny, tmp_path):
-    from skinvl.evaluation.models import LoadedModel
     from skinvl.evaluation.scoring import ScoreSettings
     from skinvl.evaluation.vqa import VQAOptions, load_vqa_split, run_vqa
+    from skinvl.inference.loading import LoadedModel
 
     out = tmp_path / "out"
     doc = run_vqa(

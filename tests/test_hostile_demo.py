@@ -98,7 +98,7 @@ def test_upload_over_the_cap_is_refused_and_uploads_are_private(demo, tmp_path):
 
 def test_queue_is_bounded(tiny):
     from skinvl.demo import DemoOptions, build_app, queued
-    from skinvl.evaluation.models import LoadedModel
+    from skinvl.inference.loading import LoadedModel
 
     app = queued(build_app(LoadedModel.wrap(*tiny), DemoOptions(model="skinvl-tiny")))
     assert app._queue.max_size == MAX_QUEUE and app._queue.default_concurrency_limit == CONCURRENCY

@@ -217,7 +217,9 @@ def make_original_checkpoint(folder: Path, *, projector: str = "mlp2x_gelu", see
     """Write an authors'-format checkpoint; return the SkinVL model it was made from."""
     folder.mkdir(parents=True)
     rows = _write_sentencepiece(folder)
-    clip = folder.parent / f"{folder.name}-clip"  # referenced by ABSOLUTE path; holds no weights
+    # Referenced by ABSOLUTE path; holds no weights. Inside the checkpoint: a config may not name
+    # a tower outside it (that needs an explicit vision_tower).
+    clip = folder / "clip-tower"
     clip.mkdir()
     vision = {"model_type": "clip_vision_model", "hidden_size": 24, "intermediate_size": 40, "num_hidden_layers": 2,
               "num_attention_heads": 2, "image_size": 56, "patch_size": 14, "projection_dim": 8}
@@ -321,6 +323,7 @@ def test_linear_projector_is_translated_exactly(tmp_path):
 def _copy(folder: Path, tmp_path: Path) -> Path:
     target = tmp_path / "bad"
     shutil.copytree(folder, target)
+    _edit_config(target, mm_vision_tower=str(target / "clip-tower"))  # the copy's own tower, by absolute path
     return target
 
 

@@ -1,11 +1,10 @@
 """Evaluation of SkinVL (or any model's predictions) with the MM-Skin paper's protocol and ours.
 
-Modules, one per concern:
+Local models are loaded, prompted and batched by the inference core, :mod:`skinvl.inference`
+(options, loader, family table, prompts, decoding presets, image opening), which imports nothing
+from here. Modules, one per concern:
 
-- :mod:`~skinvl.evaluation.models`: ``ModelOptions``, loading any local VLM (SkinVL through
-  ``skinvl.load``, others through the Auto classes), prompts and the family ``ADAPTERS`` table;
 - :mod:`~skinvl.evaluation.endpoint`: OpenAI-compatible served models (concurrency, retries);
-- :mod:`~skinvl.evaluation.images`: the one lazy image list (original bytes, decoded per batch);
 - :mod:`~skinvl.evaluation.runs`: the predictions log, ``--resume``, data-parallel shards, provenance;
 - :mod:`~skinvl.evaluation.ask`: a logged run of a local model or an endpoint over a set of rows;
 - :mod:`~skinvl.evaluation.predictions`: read/write predictions files (CSV or JSONL);
@@ -72,6 +71,24 @@ Example::
 
 from __future__ import annotations
 
-from skinvl.evaluation.cli import register_cli
+import importlib
+import importlib.util
+from typing import Any
+
+# Nothing is imported eagerly: ``import skinvl.evaluation.scoring`` (the lmms-eval task's utils)
+# must not pay for the CLI, and the CLI's modules load on first use.
+
+
+def __getattr__(name: str) -> Any:
+    """``register_cli`` and the submodules (``skinvl.evaluation.vqa``...) on first use."""
+    if name == "register_cli":
+        value = importlib.import_module("skinvl.evaluation.cli").register_cli
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
 
 __all__ = ["register_cli"]

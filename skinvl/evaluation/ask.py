@@ -11,26 +11,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skinvl.evaluation.endpoint import EndpointAnswerer, EndpointOptions, sampling_params
-from skinvl.evaluation.images import LazyImages
-from skinvl.evaluation.models import (
-    LoadedModel,
-    LocalAnswerer,
-    ModelError,
-    ModelOptions,
-    load_model,
-)
 from skinvl.evaluation.runs import (
     DecodingOptions,
     Row,
     RunError,
     RunOptions,
-    decoding_kwargs,
     device_for_rank,
     execute,
     now,
     provenance,
     run_identity,
 )
+from skinvl.inference.batching import LocalAnswerer
+from skinvl.inference.decoding import decoding_kwargs
+from skinvl.inference.images import LazyImages
+from skinvl.inference.loading import LoadedModel, load_model
+from skinvl.inference.options import ModelError, ModelOptions
 
 
 @dataclass(kw_only=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skinvl.evaluation.images import LazyImages
 from skinvl.evaluation.labels import LabeledImage, LabelFile, LabelFileError
+from skinvl.inference.images import LazyImages
 
 
 @dataclass

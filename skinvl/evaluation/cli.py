@@ -17,11 +17,9 @@ from typing import Any
 from mm_skin.cli import EXIT_CODES_HELP, ExitCode, OptionsParser, add_command, print_problem
 from skinvl.evaluation.compare import CompareError, CompareOptions, compare_runs
 from skinvl.evaluation.endpoint import EndpointError
-from skinvl.evaluation.images import ImageFileError
 from skinvl.evaluation.judge import JudgeError, JudgeOptions, judge_runs
 from skinvl.evaluation.judge_rubrics import RubricError
 from skinvl.evaluation.labels import LabelFileError
-from skinvl.evaluation.models import ModelError
 from skinvl.evaluation.predictions import PredictionsFileError
 from skinvl.evaluation.probe import ProbeOptions, run_probe
 from skinvl.evaluation.runs import RunError
@@ -33,6 +31,8 @@ from skinvl.evaluation.zeroshot import (
     zeroshot_inputs,
 )
 from skinvl.evaluation.zeroshot_protocols import mcq_rows
+from skinvl.inference.images import ImageFileError
+from skinvl.inference.options import ModelError
 
 # Bad input of any kind: one line naming the file / row / value and the fix, exit code 2.
 BAD_INPUT = (EndpointError, ImageFileError, LabelFileError, ModelError, PredictionsFileError, RunError)

@@ -26,8 +26,8 @@ from typing import Any
 
 from mm_skin.hub import scrub
 from mm_skin.untrusted import redact
-from skinvl.evaluation.images import LazyImages, mime_type
 from skinvl.evaluation.runs import Row
+from skinvl.inference.images import LazyImages, mime_type
 
 RETRY_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 MAX_BACKOFF_S = 60.0

@@ -158,7 +158,8 @@ def _is_image_text_to_text(path: str, trust_remote_code: bool) -> bool:
 def _load_local(path: str, *, dtype: str | None, device_map: str | None,
                 trust_remote_code: bool) -> tuple[Callable[[str, dict], str], dict[str, Any]]:
     """(generate(prompt, decoding) -> reply, provenance) of a local judge checkpoint."""
-    from skinvl.evaluation.models import ModelError, ModelOptions, load_model, weights_hash
+    from skinvl.inference.loading import load_model, weights_hash
+    from skinvl.inference.options import ModelError, ModelOptions
 
     try:
         vision = _is_image_text_to_text(path, trust_remote_code)

@@ -35,7 +35,6 @@ import numpy as np
 from skinvl.evaluation.benchmark_data import load_classification_split
 from skinvl.evaluation.classification import classification_metrics, write_classification_outputs
 from skinvl.evaluation.groups import group_metrics
-from skinvl.evaluation.images import LazyImages
 from skinvl.evaluation.labels import (
     LabeledImage,
     LabelFile,
@@ -43,7 +42,9 @@ from skinvl.evaluation.labels import (
     read_label_csv,
     resolve_images,
 )
-from skinvl.evaluation.models import MODEL_HELP, LoadedModel, ModelError, ModelOptions, load_model
+from skinvl.inference.images import LazyImages
+from skinvl.inference.loading import LoadedModel, load_model
+from skinvl.inference.options import MODEL_HELP, ModelError, ModelOptions
 
 C_GRID = 10 ** np.linspace(-5, 1, 10)
 CV_FOLDS = 5

@@ -34,22 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from skinvl.evaluation.images import LazyImages
+from skinvl.inference.decoding import DECODING_HELP, DECODINGS
+from skinvl.inference.images import LazyImages
 
 PREDICTIONS = "predictions.jsonl"
 IDENTITY = "run_identity.json"  # beside the log: what made its answers (run_identity)
 LOCK_FILE = ".skinvl-run.lock"  # a dot-file and a .lock: never pushed with the folder
 PACKAGES = ("mm-skin", "transformers", "torch", "datasets", "huggingface_hub", "accelerate", "tokenizers",
             "pillow", "httpx")
-
-# The authors' evaluation decoding (docs/evaluation.md, The protocols): sampled beam search, not deterministic;
-# we seed it so a run can be repeated on the same hardware.
-PAPER_DECODING: dict[str, Any] = {
-    "do_sample": True, "temperature": 0.2, "top_p": 0.9, "num_beams": 5, "min_new_tokens": 20,
-    "max_new_tokens": 256,
-}
-GREEDY_DECODING: dict[str, Any] = {"do_sample": False, "num_beams": 1, "max_new_tokens": 256}
-DECODINGS = {"greedy": GREEDY_DECODING, "paper": PAPER_DECODING}
 
 
 class RunError(ValueError):
@@ -71,24 +63,10 @@ class RunOptions:
 class DecodingOptions:
     """How answers are decoded (local generation and served requests alike)."""
 
-    decoding: str = field(default="greedy", metadata={
-        "help": "greedy (deterministic) or paper (sampling T=0.2, top_p 0.9, 5 beams, 20..256 new tokens; "
-        "seeded)", "choices": sorted(DECODINGS)})
+    decoding: str = field(default="greedy", metadata={"help": DECODING_HELP, "choices": sorted(DECODINGS)})
     max_new_tokens: int | None = field(default=None, metadata={"help": "cap on generated tokens"})
     seed: int = field(default=0, metadata={"help": "random seed for sampled decoding"})
     batch_size: int = field(default=8, metadata={"help": "local model: questions per forward pass"})
-
-
-def decoding_kwargs(decoding: str, max_new_tokens: int | None = None) -> dict[str, Any]:
-    """``generate`` keyword arguments of a named decoding ("greedy" or "paper")."""
-    if decoding not in DECODINGS:
-        raise ValueError(f"unknown decoding {decoding!r}; choose from {sorted(DECODINGS)}")
-    kwargs = dict(DECODINGS[decoding])
-    if max_new_tokens is not None:
-        kwargs["max_new_tokens"] = max_new_tokens
-        if kwargs.get("min_new_tokens", 0) > max_new_tokens:
-            kwargs["min_new_tokens"] = max_new_tokens
-    return kwargs
 
 
 @dataclass(frozen=True)
@@ -405,7 +383,7 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-__all__ = ["DECODINGS", "IDENTITY", "LOCK_FILE", "DecodingOptions", "PredictionLog", "Row", "RunError", "RunOptions",
-           "check_record", "dataset_info", "decoding_kwargs", "device_for_rank", "execute", "fingerprint",
+__all__ = ["IDENTITY", "LOCK_FILE", "DecodingOptions", "PredictionLog", "Row", "RunError", "RunOptions",
+           "check_record", "dataset_info", "device_for_rank", "execute", "fingerprint",
            "folder_lock", "identity_difference", "is_main_process", "now", "package_versions", "provenance",
            "run_identity"]

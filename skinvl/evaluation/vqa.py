@@ -22,8 +22,6 @@ from skinvl.evaluation.foreign import (
     match_rows,
     read_answers,
 )
-from skinvl.evaluation.images import LazyImages
-from skinvl.evaluation.models import LoadedModel, LocalAnswerer
 from skinvl.evaluation.predictions import (
     PredictionsFileError,
     VQASample,
@@ -33,7 +31,7 @@ from skinvl.evaluation.predictions import (
     write_predictions,
 )
 from skinvl.evaluation.provenance_header import provenance_header, synthetic_data
-from skinvl.evaluation.runs import Row, dataset_info, decoding_kwargs
+from skinvl.evaluation.runs import Row, dataset_info
 from skinvl.evaluation.scoring import (
     HEADLINE_METRICS,
     ScoreOptions,
@@ -41,6 +39,10 @@ from skinvl.evaluation.scoring import (
     ScoreSettings,
     score_vqa,
 )
+from skinvl.inference.batching import LocalAnswerer
+from skinvl.inference.decoding import decoding_kwargs
+from skinvl.inference.images import LazyImages
+from skinvl.inference.loading import LoadedModel
 
 
 @dataclass(kw_only=True)

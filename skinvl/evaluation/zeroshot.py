@@ -43,7 +43,6 @@ from skinvl.evaluation.classification import (
 )
 from skinvl.evaluation.foreign import Answer, coverage_of, match_rows, read_answers
 from skinvl.evaluation.groups import group_metrics
-from skinvl.evaluation.images import LazyImages
 from skinvl.evaluation.labels import (
     LabelFile,
     LabelFileError,
@@ -51,7 +50,6 @@ from skinvl.evaluation.labels import (
     read_label_csv,
     resolve_images,
 )
-from skinvl.evaluation.models import LoadedModel, load_model
 from skinvl.evaluation.runs import Row, dataset_info
 from skinvl.evaluation.zeroshot_protocols import (
     likelihood_records,
@@ -60,6 +58,8 @@ from skinvl.evaluation.zeroshot_protocols import (
     score_mcq,
     write_protocol_outputs,
 )
+from skinvl.inference.images import LazyImages
+from skinvl.inference.loading import LoadedModel, load_model
 
 PROMPT = "This is a skin lesion image. From the following categories: {classes}, which one is the diagnosis?"
 PARSE_PROTOCOLS = ("robust", "paper")

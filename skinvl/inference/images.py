@@ -1,4 +1,12 @@
-"""The one lazy image list of evaluation: original bytes on demand, decoded per batch.
+"""Opening images for models: THE conversion to 8-bit RGB, and the one lazy image list.
+
+Every image a local model sees goes through :func:`to_rgb` once (files and dataset cells through
+:func:`decode`, in-memory images through the batching loop). It converts what a plain
+``convert("RGB")`` gets wrong: 16-bit (and 32-bit / float) grey is scaled to 8 bits instead of
+clipped at 255 (a 16-bit PNG would reach the model as pure white); transparency (RGBA, LA, PA,
+palette or grey with a transparent colour) is composited on white instead of dropped (transparent
+pixels would show their hidden colour, often black); CMYK, palette, bilevel and the rest use PIL's
+conversion. 16-bit RGB(A) PNGs are already reduced to 8 bits by PIL when decoded.
 
 Local models get decoded RGB images (``images[start:stop]``); served models get the ORIGINAL
 file bytes (:meth:`LazyImages.raw`), never a re-encoded copy. Sources: a dataset's image column
@@ -27,13 +35,52 @@ def read_regular_file(path: str | Path) -> bytes:
     return file.read_bytes()
 
 
+# Modes whose samples may exceed 8 bits: PIL's convert("RGB") clips them at 255.
+_WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_TRANSPARENT_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+BACKGROUND = (255, 255, 255)  # what transparent pixels become
+
+
+def to_rgb(image):
+    """``image`` (any PIL mode) as an 8-bit RGB image, converted as the module docstring says."""
+    from PIL import Image
+
+    if image.mode == "RGB" and "transparency" not in image.info:
+        return image
+    if image.mode in _WIDE_GREY_MODES:
+        return _wide_grey_to_rgb(image)
+    if image.mode in _TRANSPARENT_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", image.size, (*BACKGROUND, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _wide_grey_to_rgb(image):
+    """16-bit grey scaled by 255/65535; 32-bit int or float: the same when any value exceeds 255
+    (a 16-bit source), as is when all fit in 8 bits; float images in [0, 1] as fractions."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16") or top > 255:
+        scale = 255 / 65535
+    elif image.mode == "F" and top <= 1.0:
+        scale = 255.0
+    else:
+        scale = 1.0
+    grey = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
+
+
 def decode(data: bytes, where: str):
-    """Decode image bytes into an RGB PIL image; ``where`` names the source in errors."""
+    """Decode image bytes into an 8-bit RGB PIL image (:func:`to_rgb`); ``where`` names the source in errors."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
+            image.load()
+            return to_rgb(image)
     except (UnidentifiedImageError, OSError) as err:
         raise ImageFileError(f"{where}: cannot decode the image ({err}); replace or remove it.") from err
 
@@ -113,4 +160,4 @@ def _inside(root: str | Path | None, path: str | None, row: int) -> Path:
     return file
 
 
-__all__ = ["ImageFileError", "LazyImages", "decode", "mime_type", "open_rgb", "read_regular_file"]
+__all__ = ["BACKGROUND", "ImageFileError", "LazyImages", "decode", "mime_type", "open_rgb", "read_regular_file", "to_rgb"]
