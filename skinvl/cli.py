@@ -24,7 +24,8 @@ COMMANDS = {
     "generate": ("skinvl.generate", "answer a question about an image with a vision-language model"),
     "eval": ("skinvl.evaluation", "evaluate any VLM: VQA (paper + standard metrics), zero-shot and linear-probe "
              "classification"),
-    "train": ("skinvl.train", "LoRA fine-tune SkinVL (the MM-Skin paper's recipe) on MM-Skin-format data"),
+    "train": ("skinvl.train", "LoRA fine-tune SkinVL or any image-text-to-text model (the MM-Skin paper's recipe) "
+              "on MM-Skin-format data"),
     "push": ("skinvl.hub", "validate a SkinVL checkpoint folder (or a Space) and publish it to the Hub in one commit"),
     "demo": ("skinvl.demo", "try a model in the browser (Gradio), or export that app as a Hugging Face Space"),
 }
