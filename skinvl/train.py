@@ -38,8 +38,13 @@ configs shipped in ``skinvl/accelerate_configs/`` (DDP, DeepSpeed ZeRO-3, FSDP):
 Python use::
 
     from skinvl.train import TrainOptions, train
-    result = train(TrainOptions(model="skinvl-tiny", data=["mm-skin"],
-                                configs=["vqa"], output="out/lora", max_steps=10, batch_size=2))
+    result = train(TrainOptions(model="skinvl-tiny", data=["mm-skin"], configs=["vqa"],
+                                output="out/lora",
+                                training_args={"max_steps": 10, "per_device_train_batch_size": 2}))
+
+The trainer's options are TRL's ``SFTConfig`` fields (``training_args`` here, flags on the command
+line); the paper's values ship as a recipe, ``skinvl/recipes/mm_skin_paper.yaml``, and
+``--recipe FILE.yaml`` layers another over it (:mod:`skinvl.training_recipe`).
 """
 
 from __future__ import annotations
