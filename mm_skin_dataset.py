@@ -193,7 +193,7 @@ class BuildOptions:
         "help": "with --overwrite, also replace an OUT that is not an earlier mm-skin build (everything in it is deleted)"})
     num_proc: int | None = dataclasses.field(
         default=None, metadata={"help": "threads reading and checking images (default: min(4, CPUs))"})
-    max_shard_size: str = dataclasses.field(default="500MB", metadata={"help": "target Parquet shard size"})
+    max_shard_size: str = dataclasses.field(default="500MB", metadata={"help": "target Parquet shard size; MB/GB are decimal, MiB/GiB binary (as datasets reads max_shard_size)"})
     audit: bool = dataclasses.field(default=False, metadata={
         "help": "run `mm-skin audit` on the new folder before it replaces OUT and put its summary on the "
                 "card (section \"Duplicates and overlap\"); --num-proc processes fingerprint the images"})
