@@ -17,6 +17,7 @@ from skinvl.evaluation.compare import CompareError, CompareOptions, compare_runs
 from skinvl.evaluation.endpoint import EndpointError
 from skinvl.evaluation.images import ImageFileError
 from skinvl.evaluation.labels import LabelFileError
+from skinvl.evaluation.metric_resources import PrepareMetricsOptions, run_prepare_metrics
 from skinvl.evaluation.models import ModelError
 from skinvl.evaluation.predictions import PredictionsFileError
 from skinvl.evaluation.probe import ProbeOptions, run_probe
@@ -130,11 +131,16 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
      "the paper's linear probe on mean-pooled projector features",
      "StandardScaler + LogisticRegression, C by 5-fold stratified CV on ROC-AUC; features are cached per "
      "model and image file."),
+    ("prepare-metrics", PrepareMetricsOptions, run_prepare_metrics,
+     "download WordNet (METEOR) and the BERTScore model where scoring finds them offline",
+     "On a machine with internet: put NLTK's WordNet and the BERTScore model (bert-base-uncased) into DIR "
+     "(--to; default $SKINVL_METRICS_HOME or ~/.cache/skinvl/metrics) and check that both load offline. "
+     "Scoring looks there first; copy DIR to machines without internet."),
 )
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``skinvl eval`` with the sub-commands vqa, score, zeroshot, compare and probe."""
+    """Add ``skinvl eval`` with the sub-commands vqa, score, zeroshot, compare, probe and prepare-metrics."""
     parser = subparsers.add_parser(
         "eval", help="evaluate any VLM: VQA (paper + standard metrics), zero-shot and linear-probe classification",
         description="Evaluate SkinVL, any local vision-language model or a served one with the MM-Skin "

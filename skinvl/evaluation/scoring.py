@@ -139,7 +139,9 @@ def wordnet_unavailable(nltk_data: Sequence[str] = ()) -> dict[str, str] | None:
     """Return None when nltk can load WordNet, else ``{"reason", "fix"}`` for the report."""
     import nltk
 
-    for folder in nltk_data:
+    from .metric_resources import prepared_nltk_data
+
+    for folder in [*nltk_data, *prepared_nltk_data()]:  # prepare-metrics' folder searched last
         if folder not in nltk.data.path:
             nltk.data.path.insert(0, folder)
     from nltk.corpus import wordnet
@@ -153,7 +155,8 @@ def wordnet_unavailable(nltk_data: Sequence[str] = ()) -> dict[str, str] | None:
         first = next((ln.strip() for ln in str(e).splitlines() if "not found" in ln), "")
         return {
             "reason": f"NLTK's WordNet corpus, which METEOR needs, is not installed ({first or 'LookupError'}).",
-            "fix": "python -m nltk.downloader wordnet  (or pass --nltk-data FOLDER holding corpora/wordnet)",
+            "fix": "skinvl eval prepare-metrics on a machine with internet (or python -m nltk.downloader "
+            "wordnet, or pass --nltk-data FOLDER holding corpora/wordnet)",
         }
     return None
 
@@ -166,6 +169,8 @@ def bertscore(
         return None, {"reason": "BERTScore was switched off (--no-bertscore).", "fix": "drop --no-bertscore"}
     import bert_score
 
+    from .metric_resources import cap_tokenizer_length, resolve_bertscore_model
+
     # bert_score scores a blank candidate 0 ("Empty candidate sentence detected; setting raw
     # BERTscores to 0"), but with transformers 5 it crashes first (it encodes "" through the
     # slow-tokenizer-only build_inputs_with_special_tokens). So blank ones get that 0 here and
@@ -175,10 +180,8 @@ def bertscore(
     if not keep:
         return {"precision": list(zeros), "recall": list(zeros), "f1": list(zeros)}, None
     try:
-        p, r, f = bert_score.score(
-            [predictions[i] for i in keep],
-            [references[i] for i in keep],
-            model_type=settings.bertscore_model,
+        scorer = bert_score.BERTScorer(
+            model_type=resolve_bertscore_model(settings.bertscore_model),  # prepare-metrics' copy
             num_layers=settings.bertscore_layer,
             idf=False,
             rescale_with_baseline=False,
@@ -187,12 +190,14 @@ def bertscore(
             # transformers 5 ships fast tokenizers only; WordPiece gives the same pieces either way.
             use_fast_tokenizer=True,
         )
+        cap_tokenizer_length(scorer._tokenizer, scorer._model)
+        p, r, f = scorer.score([predictions[i] for i in keep], [references[i] for i in keep])
     except (OSError, ValueError, AssertionError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return None, {
             "reason": f"BERTScore could not load {settings.bertscore_model!r} "
             f"(layer {settings.bertscore_layer}): {first}",
-            "fix": "download bert-base-uncased once (hf download bert-base-uncased) "
+            "fix": "skinvl eval prepare-metrics (on a machine with internet) "
             "or pass --bertscore-model PATH to a local BERT checkpoint folder",
         }
     out = {"precision": list(zeros), "recall": list(zeros), "f1": list(zeros)}
