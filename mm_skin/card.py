@@ -2,7 +2,7 @@
 and ``cards/dataset_card.md.jinja`` rendered with the YAML header ``datasets`` and the Hub read.
 
 The card templates and the one BibTeX entry live in ``cards/`` of a source checkout (and
-editable installs); a wheel installs the same folder as ``mm_skin_cards/`` beside this package
+editable installs); a wheel installs the same folder as ``mm_skin/cards/`` inside this package
 (pyproject.toml's package-dir). :data:`CARDS_DIR`, :func:`citation` and :func:`render_template`
 are the one lookup and the one Jinja2 environment for every card (dataset and model).
 
@@ -28,7 +28,7 @@ from mm_skin.report import BuildReport
 from mm_skin.schema import ALL_CONFIGS, DEFAULT_CONFIG, MODALITIES, SPLITS, TEXTBOOKS, features_for
 
 _TOP = Path(__file__).resolve().parent.parent
-CARDS_DIR: Path = next((d for d in (_TOP / "cards", _TOP / "mm_skin_cards") if d.is_dir()), _TOP / "cards")
+CARDS_DIR: Path = next((d for d in (_TOP / "cards", Path(__file__).resolve().parent / "cards") if d.is_dir()), _TOP / "cards")
 DATASET_CARD_TEMPLATE = "dataset_card.md.jinja"
 # What the card's snippets pass to load_dataset: the folder's default name, run beside it (a
 # reader of the Hub copy puts the repo id there).
