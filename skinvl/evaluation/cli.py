@@ -17,6 +17,7 @@ from skinvl.evaluation.compare import CompareError, CompareOptions, compare_runs
 from skinvl.evaluation.endpoint import EndpointError
 from skinvl.evaluation.images import ImageFileError
 from skinvl.evaluation.labels import LabelFileError
+from skinvl.evaluation.lmms_eval_task.task_folder import LmmsTaskOptions, run_lmms_task
 from skinvl.evaluation.metric_resources import PrepareMetricsOptions, run_prepare_metrics
 from skinvl.evaluation.models import ModelError
 from skinvl.evaluation.predictions import PredictionsFileError
@@ -136,11 +137,16 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
      "On a machine with internet: put NLTK's WordNet and the BERTScore model (bert-base-uncased) into DIR "
      "(--to; default $SKINVL_METRICS_HOME or ~/.cache/skinvl/metrics) and check that both load offline. "
      "Scoring looks there first; copy DIR to machines without internet."),
+    ("lmms-task", LmmsTaskOptions, run_lmms_task,
+     "write an lmms-eval task folder running mmskin_vqa on your dataset; prints its path",
+     "Writes DIR/mmskin_vqa.yaml (an include of the shipped task plus dataset_path) for lmms-eval's "
+     "--include_path: lmms-eval ... --tasks mmskin_vqa --include_path \"$(skinvl eval lmms-task --data mm-skin)\". "
+     "Metrics are on the 0-1 scale of skinvl eval's results.json."),
 )
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``skinvl eval`` with the sub-commands vqa, score, zeroshot, compare, probe and prepare-metrics."""
+    """Add ``skinvl eval`` with the sub-commands vqa, score, zeroshot, compare, probe, prepare-metrics and lmms-task."""
     parser = subparsers.add_parser(
         "eval", help="evaluate any VLM: VQA (paper + standard metrics), zero-shot and linear-probe classification",
         description="Evaluate SkinVL, any local vision-language model or a served one with the MM-Skin "
