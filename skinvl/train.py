@@ -453,6 +453,12 @@ class _PrintAccelerateConfig(argparse.Action):
 def run_cli(options: TrainOptions) -> int:
     """Handler of ``skinvl train``: train, then print where the adapter (and merge) went."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .extras import extra_problem
+
+    problem = extra_problem("train", "skinvl train")
+    if problem:  # before the model loads
+        print(f"skinvl train: {problem}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     try:
         result = train(options)
     except ValueError as err:  # bad data, template or option: the message names it and the fix

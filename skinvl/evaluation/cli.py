@@ -156,7 +156,23 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True,
                                 parser_class=OptionsParser)
     for name, options, run, help_text, description in COMMANDS:
+        if name != "lmms-task":  # writes a YAML file: needs no metric library
+            run = _with_eval_extra(run, f"skinvl eval {name}")
         add_command(sub, name, options, run, help_text, description)
+
+
+def _with_eval_extra(run: Callable[[Any], int], command: str) -> Callable[[Any], int]:
+    """``run``, refusing at start (exit 2, the install command) when the eval extra is missing."""
+    from skinvl.extras import extra_problem
+
+    def checked(options: Any) -> int:
+        problem = extra_problem("eval", command)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+        return run(options)
+
+    return checked
 
 
 __all__ = ["COMMANDS", "register_cli"]
