@@ -239,9 +239,9 @@ def train_parser_class() -> type[argparse.ArgumentParser]:
                 try:
                     values = read_recipe(recipe)
                     own, recipe_trainer = split_recipe(values, _own_options(), recipe)
+                    apply_env(values, recipe)
                 except ValueError as err:
-                    self.error(str(err))
-                apply_env(values, recipe)
+                    self.error(str(err))  # usage and the one line naming the file; exit 2
                 self.set_defaults(**own, **recipe_trainer)
             namespace, rest = super().parse_known_args(args, namespace)
             given = self._given(args)

@@ -30,11 +30,12 @@ BERT_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "special
 
 
 def metrics_home() -> Path:
-    """``$SKINVL_METRICS_HOME``, else ``$XDG_CACHE_HOME/skinvl/metrics`` (``~/.cache/...``)."""
+    """``$SKINVL_METRICS_HOME``, else ``metrics`` in skinvl's cache (``$SKINVL_CACHE``, else
+    ``$XDG_CACHE_HOME/skinvl``, else ``~/.cache/skinvl``: the probe's feature cache rule)."""
     if os.environ.get(HOME_ENV):
         return Path(os.environ[HOME_ENV]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "skinvl" / "metrics"
+    cache = os.environ.get("SKINVL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skinvl"
+    return Path(cache) / "metrics"
 
 
 def prepared_nltk_data(home: Path | None = None) -> list[str]:
