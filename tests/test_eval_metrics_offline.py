@@ -2,8 +2,8 @@
 finds them there with no network; a BERT whose tokenizer has no model_max_length scores.
 
 The BERT is built in code (9 layers, as the paper's layer 9 needs) with a WordPiece tokenizer from
-the tokenizers library; the WordNet is a stand-in NLTK reads (its files, no entries); the Hub is
-the loopback server of tests/hub_server.py and NLTK's index a file:// URL.
+the tokenizers library; the WordNet is test_eval_scoring's one-synset stand-in, which NLTK reads;
+the Hub is the loopback server of tests/hub_server.py and NLTK's index a file:// URL.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from hub_server import HubServer, HubUser, client_env, run_python
+from test_eval_scoring import _write_minimal_wordnet
 
 from skinvl.evaluation.metric_resources import (
     HOME_ENV,
@@ -28,8 +29,6 @@ from skinvl.evaluation.scoring import ScoreSettings, bertscore, score_vqa, wordn
 
 WORDS = ["a", "red", "papule", "nodule", "lesion", "with", "scale", "on", "the", "arm", "yes", "no", "."]
 LONG = " ".join(["a red papule with scale on the arm"] * 12)  # ~96 tokens > 32 positions
-WORDNET_FILES = ["lexnames", "index.sense", *(f"{kind}.{pos}" for kind in ("index", "data")
-                 for pos in ("adj", "adv", "noun", "verb")), "adj.exc", "adv.exc", "noun.exc", "verb.exc"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -57,21 +56,19 @@ def tiny_bert(tmp_path_factory) -> Path:
     return folder
 
 
-def _wordnet_stand_in(folder: Path) -> Path:
-    """corpora/wordnet with the files NLTK's reader opens (no entries: synonyms match nothing)."""
-    wordnet = folder / "corpora" / "wordnet"
-    wordnet.mkdir(parents=True)
-    for name in WORDNET_FILES:
-        (wordnet / name).write_text("00\tadj.all\t3\n" if name == "lexnames" else "")
-    return wordnet
-
-
 @pytest.fixture
 def nltk_path(monkeypatch):
-    """NLTK's search path restored after the test (scoring inserts folders into it)."""
+    """NLTK's search path and its WordNet reader as they were before the test: scoring inserts
+    folders into the path, and a loaded reader stays loaded (other tests load their own)."""
     import nltk
+    from nltk.corpus import wordnet
 
     monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))
+    before = (wordnet.__class__, dict(wordnet.__dict__))
+    yield
+    wordnet.__class__ = before[0]
+    wordnet.__dict__.clear()
+    wordnet.__dict__.update(before[1])
 
 
 def test_bert_without_model_max_length_scores_long_answers(tiny_bert):
@@ -91,11 +88,11 @@ def test_scoring_finds_the_prepared_folder_offline(tiny_bert, tmp_path, monkeypa
     assert metrics_home() == home
     assert resolve_bertscore_model("bert-base-uncased") == "bert-base-uncased"  # nothing placed yet
     shutil.copytree(tiny_bert, bertscore_folder("bert-base-uncased"))
-    _wordnet_stand_in(home / "nltk_data")
+    _write_minimal_wordnet(home / "nltk_data")
     assert resolve_bertscore_model("bert-base-uncased") == str(home / "bertscore" / "bert-base-uncased")
     assert resolve_bertscore_model(str(tiny_bert)) == str(tiny_bert)  # a folder is used as given
     assert wordnet_unavailable() is None
-    samples = [VQASample("Q?", "A red papule on the arm.", "A red nodule on the arm.", modality="clinical")]
+    samples = [VQASample("Q?", "A tumour on the arm.", "A growth on the arm.", modality="clinical")]
     result = score_vqa(samples, ["paper"], ScoreSettings())  # the paper's model name, found locally
     assert result.unavailable == {}
     overall = result.metrics["paper"]["overall"]
@@ -115,7 +112,7 @@ def test_missing_resources_name_prepare_metrics(tmp_path, monkeypatch, nltk_path
 
 def _nltk_index(root: Path) -> str:
     """A file:// NLTK index offering the WordNet stand-in as package `wordnet`."""
-    _wordnet_stand_in(root / "src")
+    _write_minimal_wordnet(root / "src")
     archive = root / "wordnet.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for path in sorted((root / "src" / "corpora").rglob("*")):
@@ -131,7 +128,7 @@ def _nltk_index(root: Path) -> str:
     return (root / "index.xml").as_uri()
 
 
-def test_prepare_metrics_downloads_both_and_checks_they_load(tiny_bert, tmp_path):
+def test_prepare_metrics_downloads_both_and_checks_they_load(tiny_bert, tmp_path, nltk_path):
     index = _nltk_index(tmp_path / "nltk-mirror")
     target = tmp_path / "metrics"
     code = (
