@@ -44,7 +44,7 @@ from mm_skin.card import citation
 from mm_skin.demographics import parse_age_sex
 from mm_skin.hub import PushError, push_dataset_folder, validate_folder
 from mm_skin.messages import llava_to_messages
-from mm_skin.release import ReleasePlan, load_release, parse_modality_map
+from mm_skin.release import SAMPLE_RELEASE, ReleasePlan, load_release, parse_modality_map
 from mm_skin.report import REPORT_FILE, ReleaseError, StrictError, short_repr
 from mm_skin.schema import (
     ALL_CONFIGS,
@@ -179,7 +179,10 @@ class MMSkin(datasets.ArrowBasedBuilder):
 class BuildOptions:
     """Options of ``mm-skin build`` (each one is a flag of the same name)."""
 
-    source: str = dataclasses.field(metadata={"positional": True, "help": "the release folder"})
+    source: str | None = dataclasses.field(default=None, metadata={
+        "positional": True, "help": "the release folder (or --sample)"})
+    sample: bool = dataclasses.field(default=False, metadata={
+        "help": "build the tiny synthetic sample release that ships with the package instead of SOURCE"})
     out: str = dataclasses.field(default="mm-skin", metadata={"help": "output folder; written atomically"})
     test_csv: str | None = dataclasses.field(
         default=None, metadata={"help": "the official VQA test CSV (default: SOURCE/Dataframe/test/vqa/MM-Skin_test.csv)"})
@@ -196,7 +199,7 @@ class BuildOptions:
         "help": "with --overwrite, also replace an OUT that is not an earlier mm-skin build (everything in it is deleted)"})
     num_proc: int | None = dataclasses.field(
         default=None, metadata={"help": "threads reading and checking images (default: min(4, CPUs))"})
-    max_shard_size: str = dataclasses.field(default="500MB", metadata={"help": "target Parquet shard size"})
+    max_shard_size: str = dataclasses.field(default="500MB", metadata={"help": "target Parquet shard size; MB/GB are decimal, MiB/GiB binary (as datasets reads max_shard_size)"})
     audit: bool = dataclasses.field(default=False, metadata={
         "help": "run `mm-skin audit` on the new folder before it replaces OUT and put its summary on the "
                 "card (section \"Duplicates and overlap\"); --num-proc processes fingerprint the images"})
@@ -207,9 +210,12 @@ class BuildOptions:
 
 def run_build(options: BuildOptions) -> int:
     """``mm-skin build``: build the folder, print its path and a summary; returns the exit code."""
+    if options.sample == (options.source is not None):
+        print("mm-skin build: error: give the release folder SOURCE or --sample (one of them)", file=sys.stderr)
+        return cli.ExitCode.BAD_INPUT
     try:
         result = build(
-            options.source, options.out, test_csv=options.test_csv, instruct_json=options.instruct_json,
+            str(SAMPLE_RELEASE) if options.sample else options.source, options.out, test_csv=options.test_csv, instruct_json=options.instruct_json,
             modality_map=options.modality_map, strict=options.strict, overwrite=options.overwrite, force=options.force,
             num_proc=options.num_proc, max_shard_size=options.max_shard_size, progress=True,
             audit=options.audit, audit_out=options.audit_out,

@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from mm_skin.audit_sources import AuditInputError
-from mm_skin.card import card_context, render_dataset_card, start_card_imports
+from mm_skin.card import (
+    LICENSE_FILE,
+    card_context,
+    license_file,
+    render_dataset_card,
+    start_card_imports,
+)
 from mm_skin.parquet import WRITE_BUDGET_BYTES, BackgroundWrites, ShardedParquetWriter, parse_size
 from mm_skin.paths import is_inside
 from mm_skin.release import ReleasePlan, load_release, parse_modality_map
@@ -99,7 +105,7 @@ def _write_shards(plan: ReleasePlan, folder: Path, *, num_proc: int, max_shard_b
 
 
 # Names written into a build folder: a stale temporary folder holding anything else is not ours.
-_OUR_ENTRIES = frozenset({*ALL_CONFIGS, "assets", "README.md", REPORT_FILE})
+_OUR_ENTRIES = frozenset({*ALL_CONFIGS, "assets", "README.md", LICENSE_FILE, REPORT_FILE})
 logger = logging.getLogger(__name__)
 
 
@@ -358,7 +364,9 @@ def _write_folder(plan: ReleasePlan, tmp: Path, *, strict: bool, card: bool, pro
         return shards, None
     card_imports.join()
     context = card_context(tmp, shards, report)
-    (tmp / "README.md").write_text(render_dataset_card(context), encoding="utf-8")
+    card = render_dataset_card(context)
+    (tmp / "README.md").write_text(card, encoding="utf-8")
+    (tmp / LICENSE_FILE).write_text(license_file(card), encoding="utf-8")  # the card's license_link
     return shards, context
 
 

@@ -2,7 +2,7 @@
 and ``cards/dataset_card.md.jinja`` rendered with the YAML header ``datasets`` and the Hub read.
 
 The card templates and the one BibTeX entry live in ``cards/`` of a source checkout (and
-editable installs); a wheel installs the same folder as ``mm_skin_cards/`` beside this package
+editable installs); a wheel installs the same folder as ``mm_skin/cards/`` inside this package
 (pyproject.toml's package-dir). :data:`CARDS_DIR`, :func:`citation` and :func:`render_template`
 are the one lookup and the one Jinja2 environment for every card (dataset and model).
 
@@ -30,7 +30,7 @@ from mm_skin.schema import ALL_CONFIGS, DEFAULT_CONFIG, MODALITIES, SPLITS, TEXT
 from mm_skin.untrusted import card_code, card_text
 
 _TOP = Path(__file__).resolve().parent.parent
-CARDS_DIR: Path = next((d for d in (_TOP / "cards", _TOP / "mm_skin_cards") if d.is_dir()), _TOP / "cards")
+CARDS_DIR: Path = next((d for d in (_TOP / "cards", Path(__file__).resolve().parent / "cards") if d.is_dir()), _TOP / "cards")
 DATASET_CARD_TEMPLATE = "dataset_card.md.jinja"
 # What the card's snippets pass to load_dataset: the folder's default name, run beside it (a
 # reader of the Hub copy puts the repo id there).
@@ -68,15 +68,23 @@ def _length_stats(texts: Sequence[str]) -> dict[str, float]:
     return {"n": n, "mean": sum(lengths) / n, "median": float(lengths[n // 2]), "p95": float(lengths[min(n - 1, int(0.95 * n))]), "max": lengths[-1]}
 
 
+def arrow_nbytes(path: Path) -> int:
+    """Bytes of a Parquet file's rows in Arrow memory: the ``num_bytes`` that ``datasets`` records
+    for a split (``push_to_hub``: the table's ``nbytes``), read one row group at a time."""
+    parquet = pq.ParquetFile(path)
+    return sum(parquet.read_row_group(i).nbytes for i in range(parquet.num_row_groups))
+
+
 def compute_statistics(folder: Path, shards: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
     """Statistics read back from the written Parquet files (text columns only, no image bytes)."""
-    stats: dict[str, Any] = {"rows": {}, "bytes": {}, "modality": {}, "textbook": {}, "lengths": {}}
+    stats: dict[str, Any] = {"rows": {}, "bytes": {}, "nbytes": {}, "modality": {}, "textbook": {}, "lengths": {}}
     texts: dict[str, list[str]] = collections.defaultdict(list)
     textbook: dict[int | None, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for cfg, splits in shards.items():
         for split, paths in splits.items():
             stats["rows"].setdefault(cfg, {})[split] = sum(pq.read_metadata(folder / p).num_rows for p in paths)
             stats["bytes"].setdefault(cfg, {})[split] = sum((folder / p).stat().st_size for p in paths)
+            stats["nbytes"].setdefault(cfg, {})[split] = sum(arrow_nbytes(folder / p) for p in paths)
             if cfg in ("captions", "instruct"):
                 continue
             cols = ["modality", "textbook_id"] + (["question", "answer"] if cfg == "vqa" else ["caption"])
@@ -172,10 +180,10 @@ def _card_configs(shards: dict[str, dict[str, list[str]]], stats: dict[str, Any]
         info = datasets.DatasetInfo(
             features=features_for(cfg),
             splits=datasets.SplitDict(
-                {s: datasets.SplitInfo(name=s, num_examples=stats["rows"][cfg][s], num_bytes=stats["bytes"][cfg][s]) for s in shards[cfg]}
+                {s: datasets.SplitInfo(name=s, num_examples=stats["rows"][cfg][s], num_bytes=stats["nbytes"][cfg][s]) for s in shards[cfg]}
             ),
-            download_size=sum(stats["bytes"][cfg].values()),
-            dataset_size=sum(stats["bytes"][cfg].values()),
+            download_size=sum(stats["bytes"][cfg].values()),  # the Parquet files
+            dataset_size=sum(stats["nbytes"][cfg].values()),  # in memory, as loaded
         )
         infos.append({"config_name": cfg, **info._to_yaml_dict()})
     return configs, infos
@@ -217,6 +225,17 @@ def card_context(folder: Path, shards: dict[str, dict[str, list[str]]], report: 
         version=__version__,
         load_name=LOAD_NAME,
     )
+
+
+LICENSE_FILE = "LICENSE.md"  # the card's license_link (the Hub's convention for `license: other`)
+
+
+def license_file(card: str) -> str:
+    """The LICENSE.md a build writes beside its card: the card's ``license_details``, as Markdown."""
+    import yaml
+
+    data = yaml.safe_load(card.split("---", 2)[1])
+    return f"# Licence of this dataset: {data['license_name']}\n\n{data['license_details'].strip()}\n"
 
 
 def render_dataset_card(context: dict[str, Any], audit_summary: dict[str, Any] | None = None) -> str:

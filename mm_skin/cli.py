@@ -79,7 +79,7 @@ def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> Non
         action = argparse.BooleanOptionalAction if field.default is True else "store_true"
         parser.add_argument(flag, dest=field.name, action=action, default=field.default, **metadata)
         return
-    if _is_list(field.type) and "action" not in metadata:
+    if _is_list(field.type) and "action" not in metadata and not isinstance(field.default, str):
         # `--data a --data b` and `--data a b` both mean [a, b] (argparse's default keeps the last).
         field = copy.copy(field)
         field.metadata = types.MappingProxyType({**field.metadata, "action": "extend"})
@@ -167,12 +167,21 @@ def add_command(
     run: Callable[[T], int],
     help: str,
     description: str | None = None,
+    parser_class: type[argparse.ArgumentParser] | None = None,
 ) -> argparse.ArgumentParser:
-    """Add sub-command ``name`` derived from the dataclass ``options``; it calls ``run(options)``."""
-    parser = subparsers.add_parser(
-        name, dataclass_types=[options], help=help, description=description or help,
-        epilog=EXIT_CODES_HELP,
-    )
+    """Add sub-command ``name`` derived from the dataclass ``options``; it calls ``run(options)``.
+
+    ``parser_class`` (an :class:`OptionsParser` subclass) parses this one sub-command.
+    """
+    default_class = subparsers._parser_class  # argparse takes no class per sub-command
+    subparsers._parser_class = parser_class or default_class
+    try:
+        parser = subparsers.add_parser(
+            name, dataclass_types=[options], help=help, description=description or help,
+            epilog=EXIT_CODES_HELP,
+        )
+    finally:
+        subparsers._parser_class = default_class
     parser.set_defaults(func=lambda ns: run(options_from(ns, options)))
     return parser
 

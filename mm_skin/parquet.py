@@ -2,13 +2,21 @@
 
 Shards are ``{split}-NNNNN-of-NNNNN.parquet``, the names ``datasets`` and the Hub's viewer
 read; image bytes are stored as they are (uncompressed, deduplicated per row group in ``vqa``).
+As ``datasets`` writes Parquet (``push_to_hub``, ``to_parquet``): with a page index, and with
+content-defined chunking where pyarrow has it, so that a re-built release re-uploads through Xet
+only the pages that changed.
 
->>> parse_size("500MB"), parse_size("1.5 GiB")
-(524288000, 1610612736)
+Sizes read as ``datasets`` and ``huggingface_hub`` read ``max_shard_size``: KB/MB/GB are decimal,
+KiB/MiB/GiB binary.
+
+>>> parse_size("500MB"), parse_size("1.5 GiB"), parse_size("20000")
+(500000000, 1610612736, 20000)
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -64,7 +72,10 @@ class ShardedParquetWriter:
             # pages are cut every few rows (~1-2 MB of images), not once per 1,024 rows: with
             # the default, each row group's images were copied into one page buffer (+32 MB each)
             "write_batch_size": 4,
+            "write_page_index": True,  # readers (the viewer, DuckDB) seek to pages by row
         }
+        if "use_content_defined_chunking" in inspect.signature(pq.ParquetWriter.__init__).parameters:
+            self.options["use_content_defined_chunking"] = content_defined_chunking()
         self.paths: list[Path] = []
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
@@ -77,6 +88,9 @@ class ShardedParquetWriter:
             path = self.folder / f"{self.split}-{len(self.paths):05d}.parquet.partial"
             self.paths.append(path)
             self._writer = pq.ParquetWriter(path, self.schema, **self.options)
+            if "use_content_defined_chunking" in self.options:  # as datasets marks its files
+                cdc = json.dumps(self.options["use_content_defined_chunking"])
+                self._writer.add_key_value_metadata({"content_defined_chunking": cdc})
             self._shard_bytes = 0
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
         self._shard_bytes += table.nbytes
@@ -171,13 +185,26 @@ class BackgroundWrites:
 WRITE_BUDGET_BYTES = 64 << 20
 
 
+def content_defined_chunking() -> dict[str, int]:
+    """datasets' content-defined chunking options (pages cut by content, 256 KiB - 1 MiB)."""
+    from datasets import config
+
+    default = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
+    return dict(getattr(config, "DEFAULT_CDC_OPTIONS", default))
+
+
 def parse_size(size: str | int) -> int:
-    """Bytes in ``size`` ("500MB", "2 GiB", 20000); K/M/G are powers of 1024."""
+    """Bytes in ``size`` ("500MB", "2 GiB", 20000): KB/MB/GB decimal, KiB/MiB/GiB binary, as
+    ``datasets``' ``max_shard_size`` (whose parser this defers to, allowing spaces and decimals)."""
+    from datasets.utils.py_utils import convert_file_size_to_int
+
     if isinstance(size, int):
         return size
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*", size, re.I)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)?\s*", size, re.I)
     if not m:
-        raise ValueError(f"cannot parse size {size!r} (e.g. 500MB)")
-    unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
-    return int(float(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit])
-
+        raise ValueError(f"cannot parse size {size!r}: use e.g. 500MB (decimal) or 512MiB (binary)")
+    number, unit = float(m.group(1)), m.group(2)
+    if unit is None:
+        return int(number)
+    scale = 1_000_000 if number != int(number) else 1  # datasets takes whole numbers only
+    return convert_file_size_to_int(f"{int(number * scale)}{unit}") // scale

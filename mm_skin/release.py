@@ -52,6 +52,14 @@ _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 QA_FIELDS = ("image", "question", "answer")
 CAPTION_FIELDS = ("image", "caption", "modality")
 
+#: The tiny synthetic release in the authors' layout (``mm-skin build --sample``): examples/ in a
+#: source checkout, the package's ``sample/`` folder in a wheel (pyproject.toml's package-dir).
+SAMPLE_RELEASE: Path = next(
+    (d for d in (Path(__file__).resolve().parent.parent / "examples" / "mm-skin-sample",
+                 Path(__file__).resolve().parent / "sample") if d.is_dir()),
+    Path(__file__).resolve().parent / "sample",
+)  # fmt: skip
+
 
 def _csv_rows(path: Path, display: str) -> list[list[str]]:
     """Every row of a CSV file (UTF-8, optional BOM); one-line :class:`ReleaseError` otherwise."""

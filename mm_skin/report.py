@@ -157,8 +157,9 @@ class BuildReport:
 
 
 def _reason_counts(issues: list[Issue]) -> collections.Counter[str]:
-    # "duplicate of row 12" and "duplicate of row 40" are one kind of problem.
-    return collections.Counter(re.sub(r"\d+", "N", i.reason.split(":")[0]) for i in issues)
+    # "duplicate of row 12" and "duplicate of row 40" are one kind of problem; a reason's details
+    # after its first ":" are dropped, but not a ":" inside parentheses ("(kept: exact)").
+    return collections.Counter(re.sub(r"\d+", "N", re.split(r":(?![^(]*\))", i.reason)[0]) for i in issues)
 
 
 def _by_kind(issues: list[Issue]) -> str:

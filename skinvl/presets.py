@@ -99,7 +99,9 @@ def build_tiny(seed: int = 0):
     config = preset_config("skinvl-tiny", text_config=data["text_config"], image_token_index=image_token_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = SkinVLForConditionalGeneration(config)
+        # _from_config, not the constructor: under DeepSpeed ZeRO-3 it partitions the weights
+        # first and initializes them gathered (the constructor's init indexes empty shards).
+        model = SkinVLForConditionalGeneration._from_config(config)
     model.eval()
     set_generation_tokens(model.generation_config, tokenizer)
 

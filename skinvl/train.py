@@ -38,8 +38,13 @@ configs shipped in ``skinvl/accelerate_configs/`` (DDP, DeepSpeed ZeRO-3, FSDP):
 Python use::
 
     from skinvl.train import TrainOptions, train
-    result = train(TrainOptions(model="skinvl-tiny", data=["mm-skin"],
-                                configs=["vqa"], output="out/lora", max_steps=10, batch_size=2))
+    result = train(TrainOptions(model="skinvl-tiny", data=["mm-skin"], configs=["vqa"],
+                                output="out/lora",
+                                training_args={"max_steps": 10, "per_device_train_batch_size": 2}))
+
+The trainer's options are TRL's ``SFTConfig`` fields (``training_args`` here, flags on the command
+line); the paper's values ship as a recipe, ``skinvl/recipes/mm_skin_paper.yaml``, and
+``--recipe FILE.yaml`` layers another over it (:mod:`skinvl.training_recipe`).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from .training_data import (
     to_prompt_completion,
     vision_collator,
 )
+from .training_recipe import paper_recipe, sft_values, train_parser_class
 from .training_record import merge_adapter, write_run_record
 
 logger = logging.getLogger(__name__)
@@ -71,6 +77,7 @@ logger = logging.getLogger(__name__)
 ACCELERATE_CONFIG_DIR = Path(__file__).parent / "accelerate_configs"
 ACCELERATE_CONFIGS = ("ddp", "deepspeed_zero3", "fsdp")
 LATEST = "latest"  # --resume-from-checkpoint without a path
+_PAPER = paper_recipe()  # the paper's values are the defaults of the options below
 
 
 class Proportions(tuple):
@@ -89,8 +96,8 @@ class Proportions(tuple):
 
 def _opt(default: Any = dataclasses.MISSING, help: str = "", **metadata: Any) -> Any:
     """A dataclass field with its ``--help`` text (and other argparse settings) in metadata."""
-    if isinstance(default, list):
-        factory = lambda: list(default)  # noqa: E731
+    if isinstance(default, list | dict):
+        factory = lambda: type(default)(default)  # noqa: E731
         return dataclasses.field(default_factory=factory, metadata={"help": help, **metadata})
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
@@ -128,37 +135,22 @@ class TrainOptions:
                                      "prompt-completion pair", metavar="FILE")  # fmt: skip
     include_test_images: bool = _opt(False, "also train on rows whose image is a test image "
                                      "(image_in_test, vqa config); left out by default")  # fmt: skip
-    lora_r: int = _opt(128, "LoRA rank")
-    lora_alpha: int = _opt(64, "LoRA alpha")
-    lora_dropout: float = _opt(0.05, "LoRA dropout")
-    learning_rate: float = _opt(5e-5, "learning rate of the LoRA weights")
-    projector_lr: float = _opt(2e-5, "learning rate of the projector (trained in full)")
-    weight_decay: float = _opt(0.01, "AdamW weight decay")
-    epochs: float = _opt(1.0, "training epochs")
-    max_steps: int = _opt(-1, "optimizer steps; overrides --epochs when > 0")
-    batch_size: int = _opt(16, "sequences per device and step")
-    grad_accum: int = _opt(1, "gradient accumulation steps")
-    max_length: int = _opt(2048, "tokens per sequence (image tokens included); longer ones are "
-                           "cut at the end")  # fmt: skip
-    warmup_ratio: float = _opt(0.02, "linear warmup, fraction of all steps (then the schedule)")
-    lr_scheduler: str = _opt("cosine", "learning-rate schedule (a transformers SchedulerType)")
-    bf16: bool | None = _opt(None, "bf16 mixed precision; default: on where the GPU supports "
-                             "bf16, off on CPU", action=argparse.BooleanOptionalAction)  # fmt: skip
-    gradient_checkpointing: bool = _opt(True, "recompute activations in the backward pass (less "
-                                        "memory, slower)")  # fmt: skip
-    logging_steps: int = _opt(10, "log loss and learning rates every N steps")
-    save_steps: int = _opt(500, "write OUTPUT/checkpoint-N every N steps")
-    save_total_limit: int | None = _opt(2, "checkpoints kept")
+    lora_r: int = _opt(_PAPER["lora_r"], "LoRA rank")
+    lora_alpha: int = _opt(_PAPER["lora_alpha"], "LoRA alpha")
+    lora_dropout: float = _opt(_PAPER["lora_dropout"], "LoRA dropout")
+    projector_lr: float = _opt(_PAPER["projector_lr"], "learning rate of the projector (trained "
+                               "in full; --learning-rate is the LoRA weights')")  # fmt: skip
     resume_from_checkpoint: str | None = _opt(None, "resume from CHECKPOINT, or from the latest "
                                               "checkpoint in --output when no path is given",
                                               nargs="?", const=LATEST, metavar="CHECKPOINT")  # fmt: skip
-    report_to: str | None = _opt(None, "Trainer report_to (tensorboard, wandb, none...); default: "
-                                 "tensorboard when installed")  # fmt: skip
-    num_workers: int = _opt(0, "dataloader workers")
-    seed: int = _opt(42, "seed for initialisation, shuffling and --mix")
     merge: bool = _opt(False, "also write a merged checkpoint (native format) to --merge-output")
     merge_output: str | None = _opt(None, "where --merge writes; default: OUTPUT/merged",
                                     metavar="DIR")  # fmt: skip
+    recipe: str | None = _opt(None, "a YAML recipe (as TRL's --config files: these options and "
+                              "TRL SFTConfig fields) over the paper's (mm_skin_paper); flags win; "
+                              "--config FILE.yaml also reads one", metavar="FILE")  # fmt: skip
+    training_args: dict[str, Any] = _opt({}, "TRL SFTConfig fields over the recipe's "
+                                         "(max_steps, per_device_train_batch_size...)", cli=False)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -312,43 +304,31 @@ def sharding_engine() -> str | None:
 
 
 def sft_config(options: TrainOptions) -> Any:
-    """TRL's ``SFTConfig`` for ``options`` (built before the model, as ZeRO-3 init needs)."""
+    """TRL's ``SFTConfig`` for ``options`` (built before the model, as ZeRO-3 init needs).
+
+    Its fields are the paper recipe's, then ``options.recipe``'s, then ``options.training_args``;
+    what none of them sets and depends on the machine is decided here (bf16 where the GPU has it,
+    TensorBoard logs when installed, CPU ranks when there is no accelerator).
+    """
     import torch
     from trl import SFTConfig
 
-    if not 0 <= options.warmup_ratio < 1:
-        raise ValueError(f"--warmup-ratio {options.warmup_ratio}: use a fraction in [0, 1)")
-    bf16 = options.bf16
-    if bf16 is None:
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return SFTConfig(
-        output_dir=options.output,
-        per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.grad_accum,
-        learning_rate=options.learning_rate,
-        weight_decay=options.weight_decay,
-        num_train_epochs=options.epochs,
-        max_steps=options.max_steps,
-        lr_scheduler_type=options.lr_scheduler,
-        warmup_steps=options.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        bf16=bf16,
-        activation_checkpointing=options.gradient_checkpointing,  # mirrored to the name TRL reads
-        activation_checkpointing_kwargs={"use_reentrant": False},
-        logging_steps=options.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps",
-        save_steps=options.save_steps,
-        save_total_limit=options.save_total_limit,
-        report_to=options.report_to or _default_report_to(),
-        dataloader_num_workers=options.num_workers,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        seed=options.seed,
-        max_length=options.max_length,
-        assistant_only_loss=True,
+    values = sft_values(options)
+    warmup = values.get("warmup_steps", 0)
+    if not 0 <= warmup < 1 and not float(warmup).is_integer():
+        raise ValueError(f"--warmup-steps {warmup}: use a fraction in [0, 1) or a whole number of steps")
+    machine = {
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "report_to": _default_report_to(),
+        "dataloader_pin_memory": torch.cuda.is_available(),
         # On a machine without an accelerator, processes started by torchrun / `accelerate launch
         # --multi_gpu` must join as CPU ranks (gloo) rather than as single-process runs.
-        use_cpu=not torch.accelerator.is_available(),
-    )
+        "use_cpu": not torch.accelerator.is_available(),
+    }
+    values.update({key: value for key, value in machine.items() if values.get(key) is None})
+    values.setdefault("activation_checkpointing_kwargs", {"use_reentrant": False})
+    values.setdefault("logging_first_step", True)
+    return SFTConfig(output_dir=options.output, assistant_only_loss=True, **values)
 
 
 def build_trainer(options: TrainOptions, callbacks: Sequence[Any] = ()) -> Any:
@@ -357,8 +337,14 @@ def build_trainer(options: TrainOptions, callbacks: Sequence[Any] = ()) -> Any:
 
     import skinvl
 
-    args = sft_config(options)
     engine = sharding_engine()
+    if engine == "fsdp" and not torch.accelerator.is_available():
+        # accelerate would fall back to plain data parallel and the run would not be sharded.
+        raise ValueError(
+            "FSDP needs GPUs (or another torch accelerator) and none is here; on CPU launch with "
+            "--config_file \"$(skinvl train --print-accelerate-config ddp)\" or deepspeed_zero3"
+        )
+    args = sft_config(options)
     # bf16 base weights as the authors (LLaVA + DeepSpeed) loaded them; FSDP instead shards fp32
     # weights and computes in bf16 through its mixed-precision policy.
     dtype = torch.bfloat16 if args.bf16 and engine != "fsdp" else torch.float32
@@ -372,7 +358,7 @@ def build_trainer(options: TrainOptions, callbacks: Sequence[Any] = ()) -> Any:
     with args.main_process_first(desc="preparing the training data"):
         data = load_conversations(
             options.data, options.configs, split=options.split, mix=options.mix,
-            mix_stopping=options.mix_stopping, seed=options.seed,
+            mix_stopping=options.mix_stopping, seed=args.seed,
             include_test_images=options.include_test_images,
         )  # fmt: skip
         rows = data.rows if args.assistant_only_loss else to_prompt_completion(data.rows, bare=bare)
@@ -384,7 +370,7 @@ def build_trainer(options: TrainOptions, callbacks: Sequence[Any] = ()) -> Any:
         model=model,
         args=args,
         train_dataset=rows,
-        data_collator=vision_collator(processor, masking, options.max_length),
+        data_collator=vision_collator(processor, masking, args.max_length),
         processing_class=processor,
         peft_config=lora_config(
             model, r=options.lora_r, alpha=options.lora_alpha, dropout=options.lora_dropout
@@ -467,6 +453,12 @@ class _PrintAccelerateConfig(argparse.Action):
 def run_cli(options: TrainOptions) -> int:
     """Handler of ``skinvl train``: train, then print where the adapter (and merge) went."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .extras import extra_problem
+
+    problem = extra_problem("train", "skinvl train")
+    if problem:  # before the model loads
+        print(f"skinvl train: {problem}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     try:
         result = train(options)
     except ValueError as err:  # bad data, template or option: the message names it and the fix
@@ -497,8 +489,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
             "has {% generation %} markers, else one prompt-completion pair per assistant turn. "
             "vqa rows whose image is a test image are left out unless --include-test-images. "
             "Runs as is on one device, or under `accelerate launch` with --config_file from "
-            "--print-accelerate-config {ddp,deepspeed_zero3,fsdp}."
+            "--print-accelerate-config {ddp,deepspeed_zero3,fsdp}. The trainer options are TRL's "
+            "SFTConfig fields (listed last); --recipe FILE.yaml (or TRL's --config FILE.yaml) sets "
+            "any option from a YAML recipe over the paper's."
         ),
+        parser_class=train_parser_class(),
     )  # fmt: skip
     parser.add_argument(
         "--print-accelerate-config", action=_PrintAccelerateConfig, choices=ACCELERATE_CONFIGS,

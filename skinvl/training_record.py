@@ -12,6 +12,7 @@ README (base, data, settings, how to load and merge) instead of peft's blank tem
 from __future__ import annotations
 
 import dataclasses
+import enum
 import importlib.metadata
 import json
 from pathlib import Path
@@ -54,20 +55,47 @@ def _without_local_roots_in_keys(value: Any) -> Any:
     return value
 
 
+def _recorded_options(options: Any, args: Any) -> dict[str, Any]:
+    """skinvl train's own options, then the trainer fields the recipe or the user set, as run."""
+    from .training_recipe import sft_values
+
+    own = dataclasses.asdict(options)
+    del own["training_args"]  # recorded below as the values that ran (SFTConfig normalizes some)
+    for name in sft_values(options):
+        value = getattr(args, name)
+        own[name] = value.value if isinstance(value, enum.Enum) else value
+    return {name: _without_local_roots(value)
+            for name, value in json.loads(json.dumps(own, default=str)).items()}  # fmt: skip
+
+
+def distributed_facts(trainer: Any) -> dict[str, Any]:
+    """How the run was distributed, as accelerate actually set it up (not as asked)."""
+    state = trainer.accelerator.state
+    facts = {
+        "distributed_backend": str(state.distributed_type.value),  # NO, MULTI_CPU, DEEPSPEED, FSDP...
+        "num_processes": state.num_processes,
+        "mixed_precision": str(state.mixed_precision),
+        "device": str(state.device.type),
+    }
+    if state.deepspeed_plugin is not None:
+        facts["deepspeed_zero_stage"] = state.deepspeed_plugin.zero_stage
+    if getattr(state, "fsdp_plugin", None) is not None:
+        facts["fsdp_version"] = state.fsdp_plugin.fsdp_version
+    return facts
+
+
 def training_settings(options: Any, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
     """The record of a finished run (JSON-ready): options, base model, versions, what was run.
 
-    Options are recorded as given, except that absolute local paths keep only their last part.
+    Options are recorded as given (trainer fields: the recipe's and the user's, as run), except
+    that absolute local paths keep only their last part.
     """
     args, state = trainer.args, trainer.state
     base = getattr(trainer.model, "get_base_model", lambda: trainer.model)()
     kind = _base_model_kind(options.model)
     revision = getattr(base.config, "_commit_hash", None) if kind == "hub" else None
     return {
-        "options": {
-            name: _without_local_roots(value)
-            for name, value in json.loads(json.dumps(dataclasses.asdict(options))).items()
-        },
+        "options": _recorded_options(options, args),
         "base_model": _without_local_roots(options.model),
         "base_model_kind": kind,
         "base_model_revision": revision,
@@ -78,7 +106,7 @@ def training_settings(options: Any, trainer: Any, metrics: dict[str, float]) -> 
         "train_examples": len(trainer.train_dataset),  # one per assistant turn if completion_only
         "global_step": state.global_step,
         "epochs_run": round(float(state.epoch or 0.0), 4),
-        "num_processes": args.world_size,
+        **distributed_facts(trainer),
         "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
         * args.world_size,
         "bf16": bool(args.bf16),
@@ -138,10 +166,10 @@ Trained with `skinvl train` (TRL's SFTTrainer with a peft LoRA adapter) on:
 | LoRA | r {o["lora_r"]}, alpha {o["lora_alpha"]}, dropout {o["lora_dropout"]}, on every linear layer of the language model |
 | projector | trained in full, learning rate {o["projector_lr"]} |
 | vision tower | frozen |
-| optimizer | AdamW, learning rate {o["learning_rate"]}, weight decay {o["weight_decay"]}, {o["lr_scheduler"]} schedule, warmup ratio {o["warmup_ratio"]} |
-| run | {settings["global_step"]} steps, {settings["epochs_run"]} epochs, batch {settings["effective_batch_size"]} ({o["batch_size"]} per device x {settings["num_processes"]} processes x {o["grad_accum"]} accumulation) |
+| optimizer | AdamW, learning rate {o["learning_rate"]}, weight decay {o["weight_decay"]}, {o["lr_scheduler_type"]} schedule, warmup {o["warmup_steps"]} |
+| run | {settings["global_step"]} steps, {settings["epochs_run"]} epochs, batch {settings["effective_batch_size"]} ({o["per_device_train_batch_size"]} per device x {settings["num_processes"]} processes x {o["gradient_accumulation_steps"]} accumulation) |
 | sequences | max length {o["max_length"]}, chat template: {settings["chat_template_source"]}, loss {loss} (`{settings["loss_masking"]}`) |
-| precision | {"bf16" if settings["bf16"] else "fp32"}, gradient checkpointing {"on" if o["gradient_checkpointing"] else "off"} |
+| precision | {settings["mixed_precision"]} mixed precision ({"bf16" if settings["bf16"] else "fp32"} trainer), activation checkpointing {"on" if o["activation_checkpointing"] else "off"} |
 | final training loss | {settings["train_loss"]} |
 
 All settings, the library versions and the base model's revision are in `{SETTINGS_FILE}`.

@@ -7,6 +7,7 @@ datasets written to tmp_path as Parquet with a README ``configs:`` block, as the
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import datasets
@@ -381,9 +382,9 @@ def test_lora_on_language_model_linears_only_projector_full_vision_frozen():
 def test_backward_skips_the_frozen_vision_tower(release, tmp_path):
     """Gradients reach LoRA and the projector, never the vision tower's activations."""
     options = TrainOptions(model="skinvl-tiny", data=[str(release)], configs=["vqa"],
-                           output=str(tmp_path), batch_size=2, max_steps=1, lora_r=8,
-                           lora_alpha=16, report_to="none", save_steps=10,
-                           warmup_ratio=0.0)  # fmt: skip
+                           output=str(tmp_path), lora_r=8, lora_alpha=16,
+                           training_args=dict(per_device_train_batch_size=2, max_steps=1,
+                                              report_to="none", save_steps=10, warmup_steps=0))  # fmt: skip
     trainer = skinvl_train.build_trainer(options)
     tower = trainer.model.get_base_model().model.vision_tower
     flags = []
@@ -399,10 +400,10 @@ def test_backward_skips_the_frozen_vision_tower(release, tmp_path):
 def test_paper_recipe_defaults_and_projector_param_group(release, tmp_path):
     options = TrainOptions(model="skinvl-tiny", data=[str(release)], output=str(tmp_path))
     assert (options.lora_r, options.lora_alpha, options.lora_dropout) == (128, 64, 0.05)
-    assert (options.learning_rate, options.projector_lr, options.weight_decay) == (5e-5, 2e-5, 0.01)
-    assert (options.epochs, options.warmup_ratio, options.max_length) == (1.0, 0.02, 2048)
-    assert options.template == "vicuna_v1" and options.gradient_checkpointing
-    args = skinvl_train.sft_config(options)
+    assert options.projector_lr == 2e-5 and options.template == "vicuna_v1"
+    args = skinvl_train.sft_config(options)  # the shipped paper recipe's SFTConfig fields
+    assert (args.learning_rate, args.weight_decay, args.num_train_epochs) == (5e-5, 0.01, 1.0)
+    assert (args.warmup_steps, args.max_length, args.per_device_train_batch_size) == (0.02, 2048, 16)
     assert args.lr_scheduler_type == "cosine" and args.activation_checkpointing
     assert args.bf16 is False  # CPU has no bf16 training here
     assert args.assistant_only_loss and args.max_length == 2048
@@ -440,17 +441,12 @@ def trained(release, tmp_path_factory):
         data=[str(release)],
         configs=["vqa"],
         output=str(output),
-        batch_size=2,
-        max_steps=16,
-        learning_rate=5e-3,
         projector_lr=2.5e-3,
         lora_r=16,
         lora_alpha=32,
         lora_dropout=0.0,
-        warmup_ratio=0.0,
-        logging_steps=1,
-        save_steps=8,
-        report_to="none",
+        training_args=dict(per_device_train_batch_size=2, max_steps=16, learning_rate=5e-3,
+                           warmup_steps=0, logging_steps=1, save_steps=8, report_to="none"),
         merge=True,
     )
     return options, train(options)
@@ -508,7 +504,7 @@ def test_run_record_beside_adapter_and_merged_weights(trained):
     options, result = trained
     for folder in (result.adapter_dir, result.merged_dir):
         settings = json.loads((folder / SETTINGS_FILE).read_text())
-        assert settings["options"]["lora_r"] == 16 and settings["options"]["batch_size"] == 2
+        assert settings["options"]["lora_r"] == 16 and settings["options"]["per_device_train_batch_size"] == 2
         # published with the weights: absolute local paths keep only their last part
         assert settings["options"]["data"] == [Path(options.data[0]).name]
         assert settings["options"]["output"] == "lora"
@@ -599,27 +595,71 @@ def test_cli_bad_data_is_one_line_and_exit_code_2(tmp_path, capsys):
 
 
 def test_cli_options_are_the_dataclass_fields():
-    """Every TrainOptions field is a flag; repeated --data/--config gather, --mix takes 0.7,0.3."""
+    """Every TrainOptions field is a flag, every trainer field is TRL's SFTConfig's; repeated
+    --data/--config gather, --mix takes 0.7,0.3; the flags of earlier releases still work."""
     import dataclasses
 
     args = train_parser().parse_args([
         "train", "--model", "m", "--data", "a", "--data", "b", "--config", "vqa", "--config",
         "instruct", "--output", "o", "--mix", "0.7,0.3", "--no-gradient-checkpointing", "--bf16",
-        "--resume-from-checkpoint", "--merge",
+        "--resume-from-checkpoint", "--merge", "--batch-size", "3", "--epochs", "2",
+        "--grad-accum", "4", "--warmup-ratio", "0.1", "--lr-scheduler", "linear",
+        "--dataloader-drop-last", "--optim", "adafactor",
     ])  # fmt: skip
     options = options_from(args, TrainOptions)
     assert options.data == ["a", "b"] and options.configs == ["vqa", "instruct"]
-    assert list(options.mix) == [0.7, 0.3] and options.bf16 is True
-    assert options.gradient_checkpointing is False and options.merge
+    assert list(options.mix) == [0.7, 0.3] and options.merge
     assert options.resume_from_checkpoint == skinvl_train.LATEST
+    given = options.training_args
+    assert given["bf16"] is True and given["activation_checkpointing"] is False
+    assert (given["per_device_train_batch_size"], given["num_train_epochs"]) == (3, 2.0)
+    assert (given["gradient_accumulation_steps"], given["warmup_steps"]) == (4, 0.1)
+    assert given["lr_scheduler_type"] == "linear" and given["dataloader_drop_last"] is True
+    assert given["optim"] == "adafactor" and given["learning_rate"] == 5e-5  # the paper's
+    sft = skinvl_train.sft_config(options)
+    assert sft.optim == "adafactor" and sft.per_device_train_batch_size == 3
     defaults = TrainOptions(model="m", data=["a"], output="o")
     for field in dataclasses.fields(TrainOptions):
-        if field.name not in ("data", "configs", "mix", "gradient_checkpointing", "bf16",
-                              "resume_from_checkpoint", "merge", "model", "output"):  # fmt: skip
+        if field.name not in ("data", "configs", "mix", "resume_from_checkpoint", "merge", "model",
+                              "output", "training_args"):  # fmt: skip
             assert getattr(options, field.name) == getattr(defaults, field.name), field.name
     with pytest.raises(SystemExit):
         train_parser().parse_args(["train", "--model", "m", "--data", "a", "--output", "o",
                                    "--mix", "0.7;0.3"])  # fmt: skip
+
+
+def test_recipe_files_as_trl_reads_them(tmp_path, monkeypatch, capsys):
+    """--recipe FILE (or TRL's --config FILE.yaml) sets own and SFTConfig options over the paper's
+    recipe; flags win; env is exported; an unknown key is a one-line error; the parser forgets a
+    recipe between parses."""
+    from skinvl.training_recipe import PAPER_RECIPE, read_recipe, recipe_options
+
+    recipe = tmp_path / "short.yaml"
+    recipe.write_text("lora_r: 8\nlearning_rate: 1.0e-3\nmax_steps: 5\nenv:\n  SKINVL_RECIPE_TEST: yes-please\n")
+    monkeypatch.delenv("SKINVL_RECIPE_TEST", raising=False)
+    base = ["train", "--model", "m", "--data", "a", "--output", "o"]
+    for spelling in (["--recipe", str(recipe)], ["--config", str(recipe), "--config", "vqa"]):
+        args = train_parser().parse_args([*base, *spelling, "--max-steps", "7"])
+        options = options_from(args, TrainOptions)
+        assert options.lora_r == 8 and options.lora_alpha == 64 and options.recipe == str(recipe)
+        sft = skinvl_train.sft_config(options)
+        assert (sft.learning_rate, sft.max_steps, sft.weight_decay) == (1e-3, 7, 0.01)
+    assert options.configs == ["vqa"]  # --config vqa still names the dataset config
+    assert os.environ["SKINVL_RECIPE_TEST"] == "yes-please"
+    parser = train_parser()
+    parser.parse_args([*base, "--recipe", str(recipe)])
+    again = options_from(parser.parse_args(base), TrainOptions)
+    assert again.lora_r == 128 and skinvl_train.sft_config(again).max_steps == -1
+    python = recipe_options(recipe, model="m", data=["a"], output="o", training_args={"max_steps": 9})
+    assert python.lora_r == 8 and skinvl_train.sft_config(python).max_steps == 9
+    assert skinvl_train.sft_config(python).learning_rate == 1e-3
+    assert read_recipe("mm_skin_paper") == read_recipe(PAPER_RECIPE)  # a shipped recipe by name
+    (tmp_path / "typo.yaml").write_text("learning_rat: 1.0e-3\n")
+    with pytest.raises(SystemExit) as done:
+        train_parser().parse_args([*base, "--recipe", str(tmp_path / "typo.yaml")])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "typo.yaml" in err and "'learning_rat'" in err and "SFTConfig" in err
 
 
 @pytest.mark.parametrize(
@@ -655,3 +695,14 @@ def test_the_built_sample_release_feeds_training(vqa_folder):
         assert batch["pixel_values"].shape[0] == sum(len(r["images"]) for r in rows)
     first = reference[0]["answer"]
     assert vqa[0]["messages"][1]["content"][0]["text"] == first
+
+
+def test_fsdp_without_an_accelerator_refuses_at_start(tmp_path, monkeypatch, capsys):
+    """accelerate launch with the FSDP config on CPU: exit 2 naming the fix, not a DDP run."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    args = train_parser().parse_args(["train", "--model", "skinvl-tiny", "--data", "nowhere",
+                                      "--output", str(tmp_path / "out")])  # fmt: skip
+    assert args.func(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("skinvl train: FSDP needs GPUs") and "print-accelerate-config ddp" in err
+    assert not (tmp_path / "out").exists()

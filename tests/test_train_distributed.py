@@ -11,6 +11,7 @@ is 2 optimizer steps; a single process would take 4.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -18,9 +19,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_train import write_release
 
 from skinvl.train import ACCELERATE_CONFIG_DIR
+from skinvl.training_record import SETTINGS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,18 +34,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_process_cpu_data_parallel_trains_and_checkpoints(tmp_path):
-    data = write_release(tmp_path / "release", answers=[f"Answer number {i}." for i in range(4)])
-    output = tmp_path / "ddp"
+def _launch(config: str, data: Path, output: Path, *extra: str) -> None:
+    """`accelerate launch` a shipped config with 2 CPU processes running skinvl train."""
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(ACCELERATE_CONFIG_DIR / "ddp.yaml"),
+        "--config_file", str(ACCELERATE_CONFIG_DIR / f"{config}.yaml"),
         "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()),
         "-m", "skinvl", "train",  # as the README launches it
-        "--model", "skinvl-tiny", "--data", str(data), "--data", str(data),
-        "--config", "vqa", "--config", "instruct", "--output", str(output),
-        "--batch-size", "2", "--epochs", "1", "--lora-r", "8", "--lora-alpha", "16",
-        "--logging-steps", "1", "--save-steps", "1", "--report-to", "none",
+        "--model", "skinvl-tiny", "--data", str(data), "--output", str(output),
+        "--lora-r", "8", "--lora-alpha", "16", "--report-to", "none", *extra,
     ]  # fmt: skip
     env = {
         **os.environ,
@@ -51,11 +51,38 @@ def test_two_process_cpu_data_parallel_trains_and_checkpoints(tmp_path):
         "PYTHONPATH": str(REPO_ROOT),
     }
     done = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280
+        command, cwd=output.parent, env=env, capture_output=True, text=True, timeout=500
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+
+
+def test_two_process_cpu_data_parallel_trains_and_checkpoints(tmp_path):
+    data = write_release(tmp_path / "release", answers=[f"Answer number {i}." for i in range(4)])
+    output = tmp_path / "ddp"
+    _launch("ddp", data, output, "--data", str(data), "--config", "vqa", "--config", "instruct",
+            "--batch-size", "2", "--epochs", "1", "--logging-steps", "1", "--save-steps", "1")  # fmt: skip
     state = json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and state["max_steps"] == 2  # 8 rows / (2 per device x 2)
     assert (output / "checkpoint-2" / "adapter_model.safetensors").is_file()
     assert (output / "checkpoint-2" / "optimizer.pt").is_file()
     assert (output / "adapter_model.safetensors").is_file()
+    settings = json.loads((output / SETTINGS_FILE).read_text())  # what ran, not what was asked
+    assert settings["distributed_backend"] == "MULTI_CPU" and settings["num_processes"] == 2
+    assert settings["mixed_precision"] == "no" and settings["device"] == "cpu"
+    assert settings["effective_batch_size"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed")
+def test_deepspeed_zero3_trains_the_tiny_preset_on_two_cpu_processes(tmp_path):
+    """ZeRO-3 partitions the preset's weights as it builds them (2 ranks: each holds half), trains,
+    gathers the adapter on save and merges; the record says DeepSpeed stage 3 ran."""
+    data = write_release(tmp_path / "release")
+    output = tmp_path / "zero3"
+    _launch("deepspeed_zero3", data, output, "--config", "vqa", "--batch-size", "2",
+            "--max-steps", "2", "--merge")  # fmt: skip
+    settings = json.loads((output / SETTINGS_FILE).read_text())
+    assert settings["distributed_backend"] == "DEEPSPEED" and settings["deepspeed_zero_stage"] == 3
+    assert settings["num_processes"] == 2 and settings["global_step"] == 2
+    assert (output / "adapter_model.safetensors").is_file()
+    assert (output / "merged" / "model.safetensors").is_file()

@@ -99,10 +99,10 @@ def runs(family_models, vqa_folder, tmp_path_factory):
     for name, model in family_models.items():
         out = tmp_path_factory.mktemp(name) / "lora"
         options = TrainOptions(model=model, data=[str(vqa_folder), str(instruct)], configs=["vqa", "instruct"],
-                               output=str(out),
-                               batch_size=2, max_steps=2, max_length=256, lora_r=4, lora_alpha=8,
-                               learning_rate=1e-2, projector_lr=5e-3, warmup_ratio=0.0, logging_steps=1,
-                               save_steps=100, report_to="none", merge=True)  # fmt: skip
+                               output=str(out), lora_r=4, lora_alpha=8, projector_lr=5e-3, merge=True,
+                               training_args=dict(per_device_train_batch_size=2, max_steps=2, max_length=256,
+                                                  learning_rate=1e-2, warmup_steps=0, logging_steps=1,
+                                                  save_steps=100, report_to="none"))  # fmt: skip
         groups = Groups()
         results[name] = (options, train(options, callbacks=[groups]), groups.lrs)
     return results

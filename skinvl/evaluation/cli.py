@@ -20,6 +20,8 @@ from skinvl.evaluation.endpoint import EndpointError
 from skinvl.evaluation.judge import JudgeError, JudgeOptions, judge_runs
 from skinvl.evaluation.judge_rubrics import RubricError
 from skinvl.evaluation.labels import LabelFileError
+from skinvl.evaluation.lmms_eval_task.task_folder import LmmsTaskOptions, run_lmms_task
+from skinvl.evaluation.metric_resources import PrepareMetricsOptions, run_prepare_metrics
 from skinvl.evaluation.predictions import PredictionsFileError
 from skinvl.evaluation.probe import ProbeOptions, run_probe
 from skinvl.evaluation.runs import RunError
@@ -182,11 +184,21 @@ COMMANDS: tuple[tuple[str, type, Callable[[Any], int], str, str], ...] = (
      "StandardScaler + LogisticRegression, C by 5-fold stratified CV on ROC-AUC; features are cached per "
      "model and image. Train / test from label CSVs or from two splits of a benchmark folder (--data); "
      "--group-by COLUMN adds per-group accuracy, balanced accuracy and AUROC with intervals."),
+    ("prepare-metrics", PrepareMetricsOptions, run_prepare_metrics,
+     "download WordNet (METEOR) and the BERTScore model where scoring finds them offline",
+     "On a machine with internet: put NLTK's WordNet and the BERTScore model (bert-base-uncased) into DIR "
+     "(--to; default $SKINVL_METRICS_HOME or ~/.cache/skinvl/metrics) and check that both load offline. "
+     "Scoring looks there first; copy DIR to machines without internet."),
+    ("lmms-task", LmmsTaskOptions, run_lmms_task,
+     "write an lmms-eval task folder running mmskin_vqa on your dataset; prints its path",
+     "Writes DIR/mmskin_vqa.yaml (an include of the shipped task plus dataset_path) for lmms-eval's "
+     "--include_path: lmms-eval ... --tasks mmskin_vqa --include_path \"$(skinvl eval lmms-task --data mm-skin)\". "
+     "Metrics are on the 0-1 scale of skinvl eval's results.json."),
 )
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``skinvl eval`` with the sub-commands vqa, score, zeroshot, compare and probe."""
+    """Add ``skinvl eval`` with the sub-commands vqa, score, zeroshot, compare, probe, prepare-metrics and lmms-task."""
     parser = subparsers.add_parser(
         "eval", help="evaluate any VLM: VQA (paper + standard metrics), zero-shot and linear-probe classification",
         description="Evaluate SkinVL, any local vision-language model or a served one with the MM-Skin "
@@ -196,7 +208,23 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True,
                                 parser_class=OptionsParser)
     for name, options, run, help_text, description in COMMANDS:
+        if name != "lmms-task":  # writes a YAML file: needs no metric library
+            run = _with_eval_extra(run, f"skinvl eval {name}")
         add_command(sub, name, options, run, help_text, description)
+
+
+def _with_eval_extra(run: Callable[[Any], int], command: str) -> Callable[[Any], int]:
+    """``run``, refusing at start (exit 2, the install command) when the eval extra is missing."""
+    from skinvl.extras import extra_problem
+
+    def checked(options: Any) -> int:
+        problem = extra_problem("eval", command)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+        return run(options)
+
+    return checked
 
 
 __all__ = ["COMMANDS", "register_cli"]

@@ -53,6 +53,7 @@ the ``standard`` protocol; samples without a type form an ``unknown`` group.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -148,7 +149,9 @@ def wordnet_unavailable(nltk_data: Sequence[str] = ()) -> dict[str, str] | None:
     """Return None when nltk can load WordNet, else ``{"reason", "fix"}`` for the report."""
     import nltk
 
-    for folder in nltk_data:
+    from .metric_resources import prepared_nltk_data
+
+    for folder in [*nltk_data, *prepared_nltk_data()]:  # prepare-metrics' folder searched last
         if folder not in nltk.data.path:
             nltk.data.path.insert(0, folder)
     from nltk.corpus import wordnet
@@ -162,7 +165,8 @@ def wordnet_unavailable(nltk_data: Sequence[str] = ()) -> dict[str, str] | None:
         first = next((ln.strip() for ln in str(e).splitlines() if "not found" in ln), "")
         return {
             "reason": f"NLTK's WordNet corpus, which METEOR needs, is not installed ({first or 'LookupError'}).",
-            "fix": "python -m nltk.downloader wordnet  (or pass --nltk-data FOLDER holding corpora/wordnet)",
+            "fix": "skinvl eval prepare-metrics on a machine with internet (or python -m nltk.downloader "
+            "wordnet, or pass --nltk-data FOLDER holding corpora/wordnet)",
         }
     return None
 
@@ -175,6 +179,8 @@ def bertscore(
         return None, {"reason": "BERTScore was switched off (--no-bertscore).", "fix": "drop --no-bertscore"}
     import bert_score
 
+    from .metric_resources import cap_tokenizer_length, resolve_bertscore_model
+
     # bert_score scores a blank candidate 0 ("Empty candidate sentence detected; setting raw
     # BERTscores to 0"), but with transformers 5 it crashes first (it encodes "" through the
     # slow-tokenizer-only build_inputs_with_special_tokens). So blank ones get that 0 here and
@@ -184,10 +190,8 @@ def bertscore(
     if not keep:
         return {"precision": list(zeros), "recall": list(zeros), "f1": list(zeros)}, None
     try:
-        p, r, f = bert_score.score(
-            [predictions[i] for i in keep],
-            [references[i] for i in keep],
-            model_type=settings.bertscore_model,
+        scorer = bert_score.BERTScorer(
+            model_type=resolve_bertscore_model(settings.bertscore_model),  # prepare-metrics' copy
             num_layers=settings.bertscore_layer,
             idf=False,
             rescale_with_baseline=False,
@@ -196,12 +200,14 @@ def bertscore(
             # transformers 5 ships fast tokenizers only; WordPiece gives the same pieces either way.
             use_fast_tokenizer=True,
         )
+        cap_tokenizer_length(scorer._tokenizer, scorer._model)
+        p, r, f = scorer.score([predictions[i] for i in keep], [references[i] for i in keep])
     except (OSError, ValueError, AssertionError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return None, {
             "reason": f"BERTScore could not load {settings.bertscore_model!r} "
             f"(layer {settings.bertscore_layer}): {first}",
-            "fix": "download bert-base-uncased once (hf download bert-base-uncased) "
+            "fix": "skinvl eval prepare-metrics (on a machine with internet) "
             "or pass --bertscore-model PATH to a local BERT checkpoint folder",
         }
     out = {"precision": list(zeros), "recall": list(zeros), "f1": list(zeros)}
@@ -294,7 +300,9 @@ def _paper_group(
     m: dict[str, float | int | None] = {"n": len(idx)}
     # One call with the list of weight tuples (nltk >= 3.7): the n-gram counts are collected
     # once instead of four times; each value equals a separate call with that tuple.
-    bleu = corpus_bleu(refs_tok, hyps, weights=list(PAPER_BLEU_WEIGHTS.values()))
+    with warnings.catch_warnings():  # "0 counts of 4-gram overlaps" per group: 0 is the paper's value
+        warnings.filterwarnings("ignore", message=r"\s*The hypothesis contains 0 counts", category=UserWarning)
+        bleu = corpus_bleu(refs_tok, hyps, weights=list(PAPER_BLEU_WEIGHTS.values()))
     for name, value in zip(PAPER_BLEU_WEIGHTS, bleu, strict=True):
         m[name] = float(value)
     for name, key in (("rouge_1", "rouge-1"), ("rouge_2", "rouge-2"), ("rouge_l", "rouge-l")):
@@ -313,7 +321,9 @@ def _standard_group(
     from sklearn.metrics import f1_score
 
     m: dict[str, float | int | None] = {"n": len(idx)}
-    m["sacrebleu"] = sacrebleu.corpus_bleu([preds[i] for i in idx], [[refs[i] for i in idx]]).score / 100
+    # force: answers ending in " ." are what models wrote; the "forgot to detokenize" warning,
+    # once per group, only flooded stderr (force changes no score).
+    m["sacrebleu"] = sacrebleu.corpus_bleu([preds[i] for i in idx], [[refs[i] for i in idx]], force=True).score / 100
     for name in ("rouge_1", "rouge_2", "rouge_l"):
         m[name] = _mean([ps.rouge_score[i][name] for i in idx])
     m["meteor"] = _mean([ps.meteor_standard[i] for i in idx]) if ps.meteor_standard else None

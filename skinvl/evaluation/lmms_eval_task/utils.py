@@ -3,8 +3,10 @@
 lmms-eval imports this file by path (``!function utils.NAME`` in mmskin_vqa.yaml); it needs
 ``skinvl`` (with the ``eval`` extra) installed in lmms-eval's environment. ``process_results``
 returns the same record (question id, question, reference, prediction) under every metric name;
-each aggregation scores the whole list once with :func:`skinvl.evaluation.scoring.score_vqa`
-(cached, so the nine metrics cost one scoring run) and returns its metric. A metric that cannot
+each aggregation asks :func:`skinvl.evaluation.lmms_eval_task.scores.score_records` for the whole
+list, which scores it once per run (its cache lives in that module, not in this file, which
+lmms-eval loads once per ``!function`` tag) and returns its metric, on the 0-1 scale of
+``skinvl eval``'s results.json. A metric that cannot
 run here (BERTScore without bert-base-uncased, METEOR without WordNet) is NaN, never 0; run
 ``skinvl eval score --data ... logs/..._samples_mmskin_vqa.jsonl`` for the full report.
 """
@@ -12,15 +14,13 @@ run here (BERTScore without bert-base-uncased, METEOR without WordNet) is NaN, n
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
-from skinvl.evaluation.predictions import VQASample
-from skinvl.evaluation.scoring import HEADLINE_METRICS, PROTOCOLS, ScoreResult, score_vqa
+from skinvl.evaluation.lmms_eval_task.scores import score_records
+from skinvl.evaluation.scoring import HEADLINE_METRICS
 
 # The standard protocol's METEOR and BERTScore are left out here: they need WordNet / a BERT checkpoint.
 METRICS = {"paper": HEADLINE_METRICS["paper"], "standard": ("sacrebleu", "rouge_l", "yes_no_accuracy")}
-_cache: dict[tuple, ScoreResult] = {}
 
 
 def mmskin_doc_to_visual(doc: dict[str, Any]) -> list:
@@ -41,20 +41,9 @@ def mmskin_process_results(doc: dict[str, Any], results: list[str]) -> dict[str,
     return {f"{protocol}_{metric}": record for protocol, names in METRICS.items() for metric in names}
 
 
-def _score(records: list[dict[str, Any]]) -> ScoreResult:
-    key = tuple((r["question_id"], r["answer"], r["prediction"]) for r in records)
-    if key not in _cache:
-        _cache.clear()  # one task's list at a time
-        samples = [VQASample(r["question"], r["answer"], r["prediction"], id=r["question_id"]) for r in records]
-        _cache[key] = score_vqa(samples, PROTOCOLS)
-        for metric, why in _cache[key].unavailable.items():
-            print(f"mmskin_vqa: {metric} unavailable ({why['reason']}) Fix: {why['fix']}", file=sys.stderr)
-    return _cache[key]
-
-
 def _aggregation(protocol: str, metric: str):
     def aggregate(records: list[dict[str, Any]]) -> float:
-        value = _score(records).metrics[protocol]["overall"][metric]
+        value = score_records(records).metrics[protocol]["overall"][metric]
         return math.nan if value is None else float(value)
 
     aggregate.__name__ = f"{protocol}_{metric}"
