@@ -69,7 +69,14 @@ from .training_data import (
     to_prompt_completion,
     vision_collator,
 )
-from .training_recipe import paper_recipe, sft_values, train_parser_class
+from .training_recipe import (
+    apply_env,
+    paper_recipe,
+    read_recipe,
+    sft_values,
+    split_recipe,
+    train_parser_class,
+)
 from .training_record import merge_adapter, write_run_record
 
 logger = logging.getLogger(__name__)
@@ -151,6 +158,23 @@ class TrainOptions:
                               "--config FILE.yaml also reads one", metavar="FILE")  # fmt: skip
     training_args: dict[str, Any] = _opt({}, "TRL SFTConfig fields over the recipe's "
                                          "(max_steps, per_device_train_batch_size...)", cli=False)  # fmt: skip
+
+
+def recipe_options(recipe: str | Path | None = None, **options: Any) -> TrainOptions:
+    """:class:`TrainOptions` from a recipe, as ``skinvl train --recipe`` builds them.
+
+    The paper's values, then the recipe's, then ``options`` (``training_args`` merged over the
+    recipe's SFTConfig fields).
+    """
+    own, trainer = {}, {}
+    if recipe is not None:
+        recipe_values = read_recipe(recipe)
+        apply_env(recipe_values, recipe)
+        own, trainer = split_recipe(recipe_values, TrainOptions, recipe)
+    training_args = {**trainer, **options.pop("training_args", {})}
+    return TrainOptions(**{**own, **options, "training_args": training_args,
+                           "recipe": None if recipe is None else str(recipe)})  # fmt: skip
+
 
 
 @dataclasses.dataclass
@@ -493,7 +517,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
             "SFTConfig fields (listed last); --recipe FILE.yaml (or TRL's --config FILE.yaml) sets "
             "any option from a YAML recipe over the paper's."
         ),
-        parser_class=train_parser_class(),
+        parser_class=train_parser_class(TrainOptions),
     )  # fmt: skip
     parser.add_argument(
         "--print-accelerate-config", action=_PrintAccelerateConfig, choices=ACCELERATE_CONFIGS,

@@ -19,7 +19,7 @@ earlier releases (``--batch-size``, ``--epochs``, ``--grad-accum``, ``--lr-sched
 Python use::
 
     from skinvl.train import TrainOptions, train
-    from skinvl.training_recipe import recipe_options
+    from skinvl.train import recipe_options
     options = recipe_options("my_recipe.yaml", model="skinvl-tiny", data=["mm-skin"],
                              output="out/lora", training_args={"max_steps": 10})
     train(options)
@@ -131,24 +131,6 @@ def apply_env(recipe: dict[str, Any], source: str | Path) -> None:
         os.environ[str(key)] = str(value)
 
 
-def recipe_options(recipe: str | Path | None = None, **options: Any) -> Any:
-    """:class:`~skinvl.train.TrainOptions` from a recipe, as ``skinvl train --recipe`` builds them.
-
-    The paper's values, then the recipe's, then ``options`` (``training_args`` merged over the
-    recipe's SFTConfig fields).
-    """
-    from .train import TrainOptions
-
-    own, trainer = {}, {}
-    if recipe is not None:
-        recipe_values = read_recipe(recipe)
-        apply_env(recipe_values, recipe)
-        own, trainer = split_recipe(recipe_values, TrainOptions, recipe)
-    training_args = {**trainer, **options.pop("training_args", {})}
-    return TrainOptions(**{**own, **options, "training_args": training_args,
-                           "recipe": None if recipe is None else str(recipe)})  # fmt: skip
-
-
 def sft_values(options: Any) -> dict[str, Any]:
     """The ``SFTConfig`` keyword arguments of a run: paper recipe < ``--recipe`` < given flags."""
     _, values = split_recipe(paper_recipe(), type(options), PAPER_RECIPE)
@@ -181,16 +163,10 @@ def _recipe_in(args: list[str]) -> tuple[list[str], str | None]:
     return rest, recipe
 
 
-def _own_options() -> type:
-    from .train import TrainOptions
-
-    return TrainOptions
-
-
 @functools.cache
-def train_parser_class() -> type[argparse.ArgumentParser]:
-    """The parser class of ``skinvl train``: its own options, then TRL's ``SFTConfig`` fields
-    (added on first parse, so ``skinvl --help`` does not import TRL and torch)."""
+def train_parser_class(own: type) -> type[argparse.ArgumentParser]:
+    """The parser class of ``skinvl train``: its own options (the dataclass ``own``), then TRL's
+    ``SFTConfig`` fields (added on first parse, so ``skinvl --help`` does not import TRL and torch)."""
     from mm_skin.cli import _add_field, options_parser_class
 
     def add_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
@@ -221,7 +197,7 @@ def train_parser_class() -> type[argparse.ArgumentParser]:
                 extra = {} if like.nargs == 0 else {"type": like.type}
                 group.add_argument(flag, dest=dest, action=type(like), default=argparse.SUPPRESS,
                                    help=argparse.SUPPRESS, **extra)  # fmt: skip
-            self.set_defaults(**split_recipe(paper_recipe(), _own_options(), PAPER_RECIPE)[1])
+            self.set_defaults(**split_recipe(paper_recipe(), own, PAPER_RECIPE)[1])
             self._base_defaults = ([a.default for a in self._actions], dict(self._defaults))
 
         def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
@@ -238,11 +214,11 @@ def train_parser_class() -> type[argparse.ArgumentParser]:
             if recipe is not None:
                 try:
                     values = read_recipe(recipe)
-                    own, recipe_trainer = split_recipe(values, _own_options(), recipe)
+                    own_values, recipe_trainer = split_recipe(values, own, recipe)
                     apply_env(values, recipe)
                 except ValueError as err:
                     self.error(str(err))  # usage and the one line naming the file; exit 2
-                self.set_defaults(**own, **recipe_trainer)
+                self.set_defaults(**own_values, **recipe_trainer)
             namespace, rest = super().parse_known_args(args, namespace)
             given = self._given(args)
             namespace.training_args = {

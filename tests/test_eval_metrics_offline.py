@@ -96,7 +96,7 @@ def test_scoring_finds_the_prepared_folder_offline(tiny_bert, tmp_path, monkeypa
     result = score_vqa(samples, ["paper"], ScoreSettings())  # the paper's model name, found locally
     assert result.unavailable == {}
     overall = result.metrics["paper"]["overall"]
-    assert 0 < overall["meteor"] < 1 and 0 < overall["bertscore_f1"] <= 1
+    assert 0 < overall["meteor"] < 1 and 0 < overall["bertscore_f1"] <= 1 + 1e-6  # float32 cosine of equal texts
 
 
 def test_missing_resources_name_prepare_metrics(tmp_path, monkeypatch, nltk_path):

@@ -632,7 +632,8 @@ def test_recipe_files_as_trl_reads_them(tmp_path, monkeypatch, capsys):
     """--recipe FILE (or TRL's --config FILE.yaml) sets own and SFTConfig options over the paper's
     recipe; flags win; env is exported; an unknown key is a one-line error; the parser forgets a
     recipe between parses."""
-    from skinvl.training_recipe import PAPER_RECIPE, read_recipe, recipe_options
+    from skinvl.train import recipe_options
+    from skinvl.training_recipe import PAPER_RECIPE, read_recipe
 
     recipe = tmp_path / "short.yaml"
     recipe.write_text("lora_r: 8\nlearning_rate: 1.0e-3\nmax_steps: 5\nenv:\n  SKINVL_RECIPE_TEST: yes-please\n")

@@ -21,8 +21,8 @@ from skinvl.evaluation.judge import JudgeError, JudgeOptions, judge_runs
 from skinvl.evaluation.judge_rubrics import RubricError
 from skinvl.evaluation.labels import LabelFileError
 from skinvl.evaluation.lmms_eval_task.task_folder import LmmsTaskOptions, run_lmms_task
-from skinvl.evaluation.metric_resources import PrepareMetricsOptions, run_prepare_metrics
 from skinvl.evaluation.predictions import PredictionsFileError
+from skinvl.evaluation.prepare_metrics import PrepareMetricsOptions, run_prepare_metrics
 from skinvl.evaluation.probe import ProbeOptions, run_probe
 from skinvl.evaluation.runs import RunError
 from skinvl.evaluation.vqa import ScoreFileOptions, VQAOptions, run_score, run_vqa
