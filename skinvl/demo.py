@@ -472,9 +472,13 @@ def _fail(message: str) -> int:
 
 def export_space(options: DemoOptions) -> int:
     """Write the Spaces-ready folder ``options.export_space`` (:mod:`skinvl.space`); returns an exit code."""
-    from skinvl.space import export_space as write_space
+    from skinvl.space import write_space
 
-    return write_space(options)
+    try:
+        print(write_space(options))
+    except ValueError as err:
+        return _fail(str(err))
+    return ExitCode.OK
 
 
 def run(options: DemoOptions) -> int:

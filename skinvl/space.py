@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mm_skin.cli import ExitCode, print_problem
 from mm_skin.hub import is_hub_id
 
 if TYPE_CHECKING:
@@ -284,45 +283,40 @@ def write_sources(modules: dict[str, Path], folder: Path, packages: Iterable[str
                 shutil.copy2(path, destination)
 
 
-def _fail(message: str) -> int:
-    print_problem(message)
-    return ExitCode.BAD_INPUT
+def write_space(options: DemoOptions) -> str:
+    """Write the Spaces-ready folder ``options.export_space``; return the line that says what was written.
 
-
-def export_space(options: DemoOptions) -> int:
-    """Write the Spaces-ready folder ``options.export_space``; returns an exit code."""
+    Raises ValueError (one line naming the option, the value and the fix) before writing anything
+    when the folder, a source or the hardware cannot make a Space.
+    """
     from importlib.metadata import version as installed
 
     folder = Path(options.export_space)
     if folder.exists() and not folder.is_dir():
-        return _fail(f"--export-space {folder} is a file; give a folder.")
+        raise ValueError(f"--export-space {folder} is a file; give a folder.")
     if folder.is_dir() and any(folder.iterdir()) and not options.overwrite:
-        return _fail(f"--export-space {folder} is not empty; pass --overwrite to replace the "
-                     "files the export writes there (other files are kept), or choose a new folder.")
+        raise ValueError(f"--export-space {folder} is not empty; pass --overwrite to replace the "
+                         "files the export writes there (other files are kept), or choose a new folder.")
     problem = _space_sources(options)
     if problem:
-        return _fail(problem)
+        raise ValueError(problem)
     try:
         import gradio  # noqa: F401  (its version is the Space's sdk_version)
     except ImportError:
-        return _fail("--export-space needs Gradio installed (its version becomes the Space's "
-                     "sdk_version): pip install 'mm-skin[demo]'.")
+        raise ValueError("--export-space needs Gradio installed (its version becomes the Space's "
+                         "sdk_version): pip install 'mm-skin[demo]'.") from None
+    version, hardware = installed("mm-skin"), suggested_hardware(options)
     modules = vendored_modules()
-    try:
-        version, hardware = installed("mm-skin"), suggested_hardware(options)
-        requirements = space_requirements(modules.values(), hardware)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_sources(modules, folder)
-    except ValueError as err:
-        return _fail(str(err))
+    requirements = space_requirements(modules.values(), hardware)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_sources(modules, folder)
     (folder / "app.py").write_text(SPACE_APP.format(version=version, settings=_space_settings(options)),
                                    encoding="utf-8")
     (folder / "requirements.txt").write_text(requirements, encoding="utf-8")
     (folder / "README.md").write_text(space_readme(options, version, hardware), encoding="utf-8")
     sources = ", ".join(f"{package}/" for package in SPACE_PACKAGES)
-    print(f"wrote the Space to {folder}/ (app.py, requirements.txt, README.md, {sources}: {len(modules)} "
-          f"modules; suggested hardware {hardware}); publish it with: skinvl push {folder} OWNER/NAME --repo-type space")
-    return ExitCode.OK
+    return (f"wrote the Space to {folder}/ (app.py, requirements.txt, README.md, {sources}: {len(modules)} "
+            f"modules; suggested hardware {hardware}); publish it with: skinvl push {folder} OWNER/NAME --repo-type space")
 
 
-__all__ = ["export_space", "required_imports", "space_requirements", "torch_requirement", "vendored_modules"]
+__all__ = ["required_imports", "space_requirements", "torch_requirement", "vendored_modules", "write_space"]
