@@ -114,6 +114,7 @@ def test_space_card_yaml_links_and_hardware(tmp_path, capsys):
     cpu = tmp_path / "cpu"
     _export(capsys, cpu, "--model", "owner/skinvl-pubmm", "--space-hardware", "cpu-upgrade")
     assert SpaceCard.load(cpu / "README.md").data.suggested_hardware == "cpu-upgrade"
+    assert "space_hardware" not in (cpu / "app.py").read_text()  # the Space's own, not the app's
     assert _requirements(cpu)[0]["torch"].endswith("+cpu")
     assert main(["demo", "--export-space", str(tmp_path / "bad"), "--model", "owner/m",
                  "--space-hardware", "quantum-1"]) == 2
