@@ -168,7 +168,7 @@ def space_requirements(files: Iterable[Path], hardware: str) -> str:
 
     Raises ValueError naming the file and the import when no installed distribution provides it.
     """
-    from importlib.metadata import packages_distributions, version
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
 
     providers = packages_distributions()
     pins: dict[str, str] = {}
@@ -184,7 +184,11 @@ def space_requirements(files: Iterable[Path], hardware: str) -> str:
             else:
                 pins[dists[0].lower()] = f"{dists[0]}=={version(dists[0])}"
     for dist in RUNTIME_PACKAGES:
-        pins[dist] = f"{dist}=={version(dist)}"
+        try:
+            pins[dist] = f"{dist}=={version(dist)}"
+        except PackageNotFoundError:
+            raise ValueError(f"{dist} is not installed; transformers needs it to read the authors' tokenizer "
+                             f"in the Space: pip install {dist}, then export again.") from None
     header = ["# What app.py and the modules beside it import, pinned to the versions `skinvl demo --export-space`",
               "# ran with; gradio comes from the README's sdk_version."]
     return "\n".join([*header, *torch_lines, *(pins[k] for k in sorted(pins))]) + "\n"
