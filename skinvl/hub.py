@@ -14,6 +14,8 @@ is :func:`mm_skin.hub.push_folder`, the same as ``mm-skin push``. In order:
 4. ONE commit. Files on the branch that are not in the folder are deleted in it
    (``.gitattributes`` excepted) unless ``--keep-remote-files``.
 
+``skinvl card FOLDER`` prints (or writes) the card step 1 would render, offline, without pushing.
+
 ``--repo-type space`` publishes a Space folder (such as ``skinvl demo --export-space`` writes)
 instead: its README.md must name an ``sdk`` and, for gradio/streamlit, the app file must be there.
 
