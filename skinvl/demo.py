@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -36,7 +35,6 @@ from typing import Any
 from transformers import StoppingCriteria
 
 from mm_skin.cli import ExitCode, add_command, print_problem
-from mm_skin.hub import is_hub_id
 from skinvl.evaluation.vqa import load_vqa_split
 from skinvl.evaluation.zeroshot import PARSE_PROTOCOLS, ParsedAnswer, parse_answer
 from skinvl.evaluation.zeroshot import build_prompt as zeroshot_prompt
@@ -78,7 +76,6 @@ CONCURRENCY = 1  # questions generated at once: one model, one GPU
 MAX_QUEUE = 32  # visitors waiting; more are told the queue is full instead of waiting for ever
 # Gradio deletes uploads older than an hour, every hour, while the app runs; all of them on exit.
 DELETE_CACHE = (3600, 3600)
-SPACE_PACKAGES = ("skinvl", "mm_skin")  # vendored into a Space: the code its app.py imports
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -106,6 +103,9 @@ class DemoOptions(ModelOptions):
         "OWNER/NAME --repo-type space`"})
     overwrite: bool = dataclasses.field(default=False, metadata={
         "help": "with --export-space: replace the files it writes in a non-empty DIR"})
+    space_hardware: str | None = dataclasses.field(default=None, metadata={
+        "metavar": "FLAVOR", "help": "with --export-space: the Space's suggested_hardware, e.g. cpu-basic, t4-small, "
+        "l4x1 (default: cpu-basic for skinvl-tiny, else l4x1); CPU hardware gets the CPU build of torch"})
 
 
 # --------------------------------------------------------------------------- model side (no gradio)
@@ -471,141 +471,14 @@ def _fail(message: str) -> int:
 
 # --------------------------------------------------------------------------- Space export
 
-SPACE_APP = '''"""The SkinVL demo as a Hugging Face Space (written by `skinvl demo --export-space`).
-
-skinvl/ and mm_skin/ beside this file are the mm-skin {version} sources the app imports.
-"""
-
-import os
-import sys
-
-from skinvl.demo import DemoOptions, serve
-
-OPTIONS = DemoOptions(
-{settings}
-    # Spaces set GRADIO_SERVER_NAME=0.0.0.0; run locally, the app stays on this machine.
-    host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-)
-
-if __name__ == "__main__":
-    sys.exit(serve(OPTIONS))
-'''
-
-SPACE_README_BODY = """
-# SkinVL demo: `{model}`
-
-Ask [SkinVL]({model_url}), the MM-Skin dermatology vision-language model (Zeng et al.,
-[arXiv 2505.06152](https://arxiv.org/abs/2505.06152)), about a skin image; or ask the paper's
-zero-shot question for a list of classes. The answer streams as it is generated; the app shows
-the image as the model sees it.
-
-{notice}
-
-A 7B model needs a GPU Space (e.g. an L4 with `dtype` bfloat16 in app.py). Written by
-`skinvl demo --export-space` (mm-skin {version}); run it locally with `python app.py`.
-"""
-
-
-def _space_sources(options: DemoOptions) -> str | None:
-    """Why the model, data, vision tower or template cannot be read inside a Space, or None."""
-    from skinvl.presets import PRESET_NAMES
-
-    fixes = {
-        "model": "push a local checkpoint with `skinvl push` first, or use a preset such as skinvl-tiny",
-        "data": "push the dataset with `mm-skin push` first, or leave --data out",
-        "vision_tower": "e.g. openai/clip-vit-large-patch14-336",
-        "chat_template": "save the template as chat_template.jinja in the model repository instead",
-    }
-    for name, fix in fixes.items():
-        value = getattr(options, name)
-        if value is None or (name == "model" and value in PRESET_NAMES):
-            continue
-        if name == "chat_template" or Path(value).exists() or not is_hub_id(value):
-            return (f"--{name.replace('_', '-')} {value!r}: a Space cannot read this machine's files; "
-                    f"give a Hub id (OWNER/NAME): {fix}.")
-    return None
-
-
-def _space_settings(options: DemoOptions) -> str:
-    """The ``DemoOptions(...)`` keyword lines of app.py: the model's options that differ from the
-    defaults, the examples and the token cap (the server's own options stay the Space's)."""
-    server = {"host", "port", "share", "export_space", "overwrite"}
-    lines = []
-    for f in dataclasses.fields(DemoOptions):
-        value = getattr(options, f.name)
-        if f.name not in server and (f.name == "model" or value != f.default):
-            lines.append(f"    {f.name}={value!r},")
-    return "\n".join(lines)
-
-
-def _space_requirements() -> str:
-    """requirements.txt: mm-skin's own dependencies (gradio comes from the YAML's sdk_version)."""
-    from importlib.metadata import requires
-
-    needed = [r for r in requires("mm-skin") or [] if "extra ==" not in r]
-    return "\n".join(sorted(needed, key=str.lower)) + "\n"
-
-
-def _space_readme(model: str, version: str) -> str:
-    import gradio
-    from huggingface_hub import SpaceCard, SpaceCardData
-
-    card = SpaceCardData(
-        title="SkinVL demo", emoji="🩺", colorFrom="pink", colorTo="indigo", sdk="gradio",
-        sdk_version=gradio.__version__, python_version=f"{sys.version_info[0]}.{sys.version_info[1]}",
-        app_file="app.py", pinned=False, license="apache-2.0",
-        models=[model] if is_hub_id(model) else None,
-        short_description="SkinVL dermatology VLM: research demo, not medical advice",
-        tags=["medical", "dermatology", "vision-language", "research-only"],
-    )
-    url = f"https://huggingface.co/{model}" if is_hub_id(model) else "https://arxiv.org/abs/2505.06152"
-    body = SPACE_README_BODY.format(model=model, model_url=url, notice=NOTICE, version=version)
-    return str(SpaceCard(f"---\n{card.to_yaml()}\n---\n{body}"))
-
-
-def _vendor(package: str, target: Path) -> None:
-    """Copy an importable package's sources (no caches) to ``target``."""
-    import importlib
-
-    source = Path(importlib.import_module(package).__file__).parent
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise ValueError(f"{target} exists and is not a folder: move it away, then export again.")
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-
-
 def export_space(options: DemoOptions) -> int:
-    """Write the Spaces-ready folder ``options.export_space``; returns an exit code."""
-    from importlib.metadata import version as installed
+    """Write the Spaces-ready folder ``options.export_space`` (:mod:`skinvl.space`); returns an exit code."""
+    from skinvl.space import write_space
 
-    folder = Path(options.export_space)
-    if folder.exists() and not folder.is_dir():
-        return _fail(f"--export-space {folder} is a file; give a folder.")
-    if folder.is_dir() and any(folder.iterdir()) and not options.overwrite:
-        return _fail(f"--export-space {folder} is not empty; pass --overwrite to replace the "
-                     "files the export writes there (other files are kept), or choose a new folder.")
-    problem = _space_sources(options)
-    if problem:
-        return _fail(problem)
     try:
-        import gradio  # noqa: F401  (its version is the Space's sdk_version)
-    except ImportError:
-        return _fail("--export-space needs Gradio installed (its version becomes the Space's "
-                     "sdk_version): pip install 'mm-skin[demo]'.")
-    version = installed("mm-skin")
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        for package in SPACE_PACKAGES:
-            _vendor(package, folder / package)
+        print(write_space(options))
     except ValueError as err:
         return _fail(str(err))
-    (folder / "app.py").write_text(SPACE_APP.format(version=version, settings=_space_settings(options)),
-                                   encoding="utf-8")
-    (folder / "requirements.txt").write_text(_space_requirements(), encoding="utf-8")
-    (folder / "README.md").write_text(_space_readme(options.model, version), encoding="utf-8")
-    sources = ", ".join(f"{package}/" for package in SPACE_PACKAGES)
-    print(f"wrote the Space to {folder}/ (app.py, requirements.txt, README.md, {sources}); "
-          f"publish it with: skinvl push {folder} OWNER/NAME --repo-type space")
     return ExitCode.OK
 
 

@@ -14,6 +14,8 @@ is :func:`mm_skin.hub.push_folder`, the same as ``mm-skin push``. In order:
 4. ONE commit. Files on the branch that are not in the folder are deleted in it
    (``.gitattributes`` excepted) unless ``--keep-remote-files``.
 
+``skinvl card FOLDER`` prints (or writes) the card step 1 would render, offline, without pushing.
+
 ``--repo-type space`` publishes a Space folder (such as ``skinvl demo --export-space`` writes)
 instead: its README.md must name an ``sdk`` and, for gradio/streamlit, the app file must be there.
 
@@ -263,10 +265,10 @@ class PushOptions:
     results: list[str] = dataclasses.field(default_factory=list, metadata={
         "metavar": "RESULTS_JSON", "help": "results.json file(s) from `skinvl eval`; fill the card's model-index and tables"})
     base_model: str | None = dataclasses.field(default=None, metadata={
-        "help": "base_model recorded in the card (default: the one training_settings.json records, else LLaVA-Med v1.5)"})
+        "help": "base_model recorded in the card (default: the one training_settings.json records, else none)"})
     dataset: list[str] = dataclasses.field(default_factory=list, metadata={
-        "metavar": "REPO_ID", "help": "training dataset id(s) recorded in the card (default: what training recorded, "
-        "else NAMESPACE/mm-skin)"})
+        "metavar": "REPO_ID", "help": "training dataset id(s) recorded in the card (default: the Hub ids training "
+        "recorded, else none)"})
     endpoint: str | None = dataclasses.field(
         default=None, metadata={"help": "Hub URL (default: HF_ENDPOINT or https://huggingface.co)"})
     keep_remote_files: bool = dataclasses.field(
@@ -291,8 +293,85 @@ def run(options: PushOptions) -> int:
         datasets=options.dataset or None, force=options.force, **common))
 
 
+@dataclasses.dataclass(kw_only=True)
+class CardOptions:
+    """Options of ``skinvl card``."""
+
+    folder: str = dataclasses.field(metadata={
+        "positional": True, "help": "checkpoint folder (config.json, safetensors weights, training_settings.json)"})
+    repo_id: str | None = dataclasses.field(default=None, metadata={
+        "help": "the Hub id the card's loading code names (default: OWNER/<folder name>)"})
+    results: list[str] = dataclasses.field(default_factory=list, metadata={
+        "metavar": "RESULTS_JSON", "help": "results.json file(s) from `skinvl eval`; fill the card's model-index and tables"})
+    base_model: str | None = dataclasses.field(default=None, metadata={
+        "help": "base_model recorded in the card (default: the one training_settings.json records, else none)"})
+    dataset: list[str] = dataclasses.field(default_factory=list, metadata={
+        "metavar": "REPO_ID", "help": "training dataset id(s) (default: the Hub ids training recorded, else none)"})
+    out: str | None = dataclasses.field(default=None, metadata={
+        "metavar": "DIR", "help": "write DIR/README.md (DIR may be FOLDER itself) instead of printing the card"})
+    overwrite: bool = dataclasses.field(default=False, metadata={"help": "with --out: replace an existing README.md"})
+    force: bool = dataclasses.field(default=False, metadata={
+        "help": "accept --results made with another model than FOLDER's (the card says so); refused otherwise"})
+
+
+def preview_card(options: CardOptions) -> str:
+    """The card ``skinvl push`` would render for ``options.folder``, offline; raises :class:`PushError` (exit 2)."""
+    folder = Path(options.folder)
+    if not (folder / "config.json").is_file():
+        raise _refuse(f"{folder}: no config.json; give a checkpoint folder written by save_pretrained "
+                      "(or `skinvl convert`)")
+    config = _read_json(folder / "config.json")
+    if not isinstance(config, dict):
+        raise _refuse(f"{folder / 'config.json'}: expected a JSON object, found {type(config).__name__}")
+    repo_id = options.repo_id or f"OWNER/{folder.resolve().name}"
+    check_repo_id(repo_id, "model")
+    docs = load_results(options.results)
+    check_results_model(docs, folder, repo_id, force=options.force)
+    text = render_model_card(folder, repo_id, config=config, results=docs, base_model=options.base_model,
+                             datasets=options.dataset or None)
+    check_model_card(text, "rendered model card")
+    return text
+
+
+def run_card(options: CardOptions) -> int:
+    """``skinvl card``: print the rendered card, or write it to ``--out``/README.md; returns the exit code."""
+    from mm_skin.cli import print_problem
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            text = preview_card(options)
+        except PushError as exc:
+            print_problem(f"skinvl card: {exc}")
+            return int(exc.exit_code)
+        finally:
+            for warning in caught:
+                print_problem(f"skinvl card: {warning.message}", "warning")
+    if options.out is None:
+        sys.stdout.write(text)
+        return int(ExitCode.OK)
+    target = Path(options.out) / "README.md"
+    if target.is_symlink() or (target.exists() and not (options.overwrite and target.is_file())):
+        print_problem(f"skinvl card: {target} exists; pass --overwrite to replace it, or another --out")
+        return int(ExitCode.BAD_INPUT)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target}")
+    return int(ExitCode.OK)
+
+
 def register_cli(subparsers: Any) -> None:
-    """Add the ``push`` sub-command (publishes a checkpoint folder or a Space to the Hub)."""
+    """Add the ``push`` sub-command (publishes a checkpoint folder or a Space to the Hub) and ``card`` (previews a card)."""
+    add_command(
+        subparsers, "card", CardOptions, run_card,
+        help="preview the model card `skinvl push` would render for a checkpoint folder (offline)",
+        description=(
+            "Render README.md for FOLDER from cards/model_card.md.jinja, as `skinvl push` would: architecture "
+            "from config.json and the safetensors headers, training settings from training_settings.json, "
+            "--results tables and model-index. Nothing is read from or sent to the network. Prints the card, "
+            "or writes it to --out DIR/README.md."
+        ),
+    )
     add_command(
         subparsers, "push", PushOptions, run,
         help="validate a SkinVL checkpoint folder (or a Space) and publish it to the Hub in one commit",

@@ -26,7 +26,6 @@ from mm_skin.hub import PushError, is_hub_id
 from mm_skin.untrusted import card_code, card_text
 from skinvl.training_record import SETTINGS_FILE
 
-DEFAULT_BASE_MODEL = "microsoft/llava-med-v1.5-mistral-7b"
 MODEL_CARD_TEMPLATE = "model_card.md.jinja"
 CARD_TAGS = ["medical", "dermatology", "skin", "vision-language", "image-text-to-text", "llava", "skinvl", "mm-skin"]
 # Options of a training run that say where files went, not how the model was trained.
@@ -129,15 +128,16 @@ def hub_id(value: Any) -> str | None:
     return text if is_hub_id(text) and not Path(text).exists() else None
 
 
-def _dataset_label(doc: dict[str, Any]) -> tuple[str, str]:
-    """(dataset id for model-index ``type``, human name) of the data a result was computed on."""
+def _dataset_label(doc: dict[str, Any]) -> tuple[str | None, str]:
+    """(Hub dataset id for model-index ``type``, or None for local data; human name) of a result's data."""
     dataset, config = doc.get("dataset"), doc.get("config")
     if not dataset:
-        return "unknown", "unrecorded dataset"
+        return None, "unrecorded dataset"
     dataset_id = hub_id(dataset)
-    if dataset_id is None:  # a local folder or a label CSV: name it by its file, never as MM-Skin
-        dataset_id = _SPLIT_SUFFIX.sub("", Path(str(dataset)).stem) or "unknown"
-    human = f"{dataset_id} ({config})" if config else dataset_id
+    # A local folder or label CSV is named by its file in the card, never as MM-Skin, and has no
+    # Hub id: model-index's dataset ``type`` must be one, so such results stay out of the metadata.
+    name = dataset_id or _SPLIT_SUFFIX.sub("", Path(str(dataset)).stem) or "unnamed local data"
+    human = f"{name} ({config})" if config else name
     return dataset_id, human + (" (synthetic data, not MM-Skin)" if doc.get("synthetic_data") else "")
 
 
@@ -165,13 +165,16 @@ def _cell(key: str, value: Any) -> str:
 
 
 def results_to_eval_results(docs: Sequence[dict[str, Any]]) -> list[Any]:
-    """model-index entries (``huggingface_hub.EvalResult``) for the numeric overall scores (not counts)."""
+    """model-index entries (``huggingface_hub.EvalResult``) for the numeric overall scores (not counts)
+    of results computed on a Hub dataset (local data has no dataset id; its tables are in the body)."""
     from huggingface_hub import EvalResult
 
     out = []
     for doc in docs:
         task_type = "visual-question-answering" if (doc.get("task") or "vqa") == "vqa" else "image-classification"
         dataset_id, human = _dataset_label(doc)
+        if dataset_id is None:
+            continue
         for protocol, metrics in _metric_groups(doc).items():
             for key, value in metrics.items():
                 if _is_count(key, value) or not _is_number(value):
@@ -213,7 +216,7 @@ def _unavailable_notes(doc: dict[str, Any]) -> list[str]:
 def _result_blocks(docs: Sequence[dict[str, Any]]) -> list[_ResultBlock]:
     blocks = []
     for doc in docs:
-        _, human = _dataset_label(doc)
+        dataset_id, human = _dataset_label(doc)
         per_group = doc.get("per_modality") or {}
         for protocol, overall in _metric_groups(doc).items():
             columns = [k for k in overall if k != "n"]
@@ -225,7 +228,9 @@ def _result_blocks(docs: Sequence[dict[str, Any]]) -> list[_ResultBlock]:
                 columns=[card_text(_METRIC_NAMES.get(c, c)) + (" (count)" if _is_count(c, overall[c]) else "")
                          for c in columns],
                 notes=_unavailable_notes(doc) + ([f"Published with --force: {card_text(doc['model_differs'])}."]
-                                                 if doc.get("model_differs") else []),
+                                                 if doc.get("model_differs") else [])
+                + ([] if dataset_id else ["Not in the card's model-index metadata: computed on local data, "
+                                          "which has no Hub dataset id."]),
             )
             for group, metrics in {"overall": overall, **(per_group.get(protocol) or {})}.items():
                 n = metrics.get("n")
@@ -350,8 +355,10 @@ def render_model_card(
 
     ``results`` are ``results.json`` documents (dicts) or paths to them. ``training_settings``
     defaults to the folder's ``training_settings.json``; without one the card says the training
-    settings are unknown. ``base_model`` defaults to the recorded one, else LLaVA-Med v1.5 (the
-    base of the SkinVL family); ``datasets`` defaults to ``{namespace}/mm-skin``.
+    settings are unknown. ``base_model`` and ``datasets`` are only what is known: given here, else
+    what the training record names as Hub ids, else left out (never guessed). A stock LLaVA
+    checkpoint (``model_type`` "llava", as ``skinvl convert --format llava`` writes) gets loading
+    code without ``trust_remote_code`` and the engines that serve it.
     """
     from huggingface_hub import ModelCardData
 
@@ -364,16 +371,12 @@ def render_model_card(
     if docs and not isinstance(docs[0], dict):
         docs = load_results(docs)  # type: ignore[arg-type]
     settings = training_settings if training_settings is not None else read_training_settings(folder)
-    namespace, _, name = repo_id.rpartition("/")
-    if datasets is None and settings is not None:  # what the run read, when it was a Hub dataset
-        options = settings.get("options") if isinstance(settings.get("options"), dict) else settings
-        datasets = [d for d in map(hub_id, _as_list(options.get("data"))) if d]
-    elif datasets is None:
-        datasets = [f"{namespace}/mm-skin" if namespace else "mm-skin"]
-    datasets_list = _as_list(datasets)
+    name = repo_id.rpartition("/")[2]
+    options = (settings.get("options") if isinstance(settings.get("options"), dict) else settings) if settings else {}
+    # What the run read, when those were Hub datasets; local folders are not ids.
+    datasets_list = _as_list(datasets) or [d for d in map(hub_id, _as_list(options.get("data"))) if d]
     recorded_base = (settings or {}).get("base_model")
-    base_list = _as_list(base_model) or ([b for b in [hub_id(recorded_base)] if b] if recorded_base
-                                         else [DEFAULT_BASE_MODEL])
+    base_list = _as_list(base_model) or [b for b in [hub_id(recorded_base)] if b]
     card_data = ModelCardData(
         library_name="transformers", pipeline_tag="image-text-to-text", base_model=base_list or None,
         datasets=datasets_list or None, license=license, license_name=license_name if license == "other" else None,
@@ -390,6 +393,7 @@ def render_model_card(
     text = render_template(
         MODEL_CARD_TEMPLATE, card_yaml=card_data.to_yaml(), title=name or repo_id, repo_id=repo_id,
         arch=_architecture(config, folder, n_params), tiny_note=tiny_note, base_models=base_list,
+        stock_llava=config.get("model_type") == "llava",
         recorded_base=None if not recorded_base or hub_id(recorded_base) else _setting_value(recorded_base),
         datasets=datasets_list, training=training_rows(settings) if settings else None,
         results=_result_blocks(docs), bibtex=_citation(),

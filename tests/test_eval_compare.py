@@ -122,3 +122,27 @@ def test_statistics_reproduce_the_libraries():
     assert [b.shape for b in blocks] == [(50, 50), (50, 50), (20, 50)]
     assert all((b.sum(axis=1) == 50).all() for b in blocks)
     assert np.array_equal(np.vstack(blocks), np.vstack(list(bootstrap.resample_blocks(50, 120, seed=3, block=50))))
+
+
+def test_compare_figure_legend_stays_off_the_bars_with_six_runs(tmp_path):
+    """With 6 runs the legend lies outside every panel's axes and inside the saved figure."""
+    from skinvl.evaluation import report
+    from skinvl.evaluation.compare import _plot, compare_figure
+
+    names = [f"run-{i}-a-long-descriptive-name" for i in range(6)]
+    groups = ["overall", "clinical", "dermoscopy", "pathology"]
+    board = {p: {g: {n: {"bleu_1": 0.9 - 0.1 * i} for i, n in enumerate(names)} for g in groups}
+             for p in ("paper", "robust")}
+    fig = compare_figure(board, "bleu_1")
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)  # lays the figure out as savefig does
+    figure_box = fig.get_window_extent(renderer)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == names
+    box = legend.get_window_extent(renderer)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), (box, ax.get_window_extent(renderer))
+    assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 and figure_box.y0 <= box.y0 and box.y1 <= figure_box.y1
+    report.pyplot().close(fig)
+    assert _plot(tmp_path, board, "bleu_1").read_bytes()[:4] == b"\x89PNG"

@@ -178,6 +178,11 @@ def test_zeroshot_prompts_out_answers_in(tmp_path, capsys):
     assert doc["name"] == "api-model" and doc["coverage"]["complete"] and doc["metrics"]["n"] == 9
     assert doc["metrics"]["accuracy"] == pytest.approx(6 / 9)  # robust: "not X" is not an answer X
     assert doc["metrics_by_protocol"]["paper"]["accuracy"] == 1.0  # the paper's substring rule is fooled
+    # results.md shows both parsers of the same answers, the headline one marked.
+    table = {line.split("|")[1].strip(): line.split("|")[2:-1]
+             for line in (tmp_path / "api-model" / "results.md").read_text().splitlines() if line.startswith("| ")}
+    accuracy = table["parser"].index(" accuracy ")
+    assert table["robust (headline)"][accuracy].strip() == "66.67" and table["paper"][accuracy].strip() == "100.00"
 
     # The same answers as a VLMEvalKit sheet (index = image id) score the same; row numbers are refused.
     import pandas as pd

@@ -61,6 +61,19 @@ def classification_metrics(
     }
 
 
+def _headline_tables(payload: dict[str, Any]) -> list[str]:
+    """The overall metrics: one row per answer parser when a run has several (zero-shot's paper and
+    robust parses), the headline one marked; else one row."""
+    by_protocol = payload.get("metrics_by_protocol") or {}
+    if len(by_protocol) < 2:
+        return [report.markdown_table({"all": payload["metrics"]}, list(payload["metrics"]), "")]
+    head = payload.get("protocol")
+    rows = {f"{p} (headline)" if p == head else p: m for p, m in by_protocol.items()}
+    return ["Both parsers read the same answers: `paper` is the authors' rule (first class name found), "
+            "`robust` reads whole labels and negation. The per-class table and the confusion matrix are the "
+            "headline parser's.", "", report.markdown_table(rows, list(payload["metrics"]), "parser")]
+
+
 def write_classification_outputs(
     out_dir: Path, payload: dict[str, Any], sample_rows: list[dict], title: str
 ) -> None:
@@ -75,7 +88,7 @@ def write_classification_outputs(
     cm = payload["confusion_matrix"]
     lines = [
         f"# {title}", "", provenance_header(payload), "",
-        report.markdown_table({"all": payload["metrics"]}, list(payload["metrics"]), ""), "",
+        *_headline_tables(payload), "",
         "## Per class", "",
         report.markdown_table(payload["per_class"], ["recall", "support"], "class"),
         report.unavailable_notes(payload.get("unavailable", {})),

@@ -477,11 +477,19 @@ def _detectable_lines(payload: dict[str, Any]) -> list[str]:
             f"{payload['bootstrap']['rows']} rows): {'; '.join(parts)}.", ""]
 
 
-def _plot(out: Path, board: dict[str, dict[str, dict[str, dict]]], metric: str) -> Path:
-    """One panel per protocol: groups (overall, modalities) on x, one bar per run, ``metric`` x100."""
+def compare_figure(board: dict[str, dict[str, dict[str, dict]]], metric: str) -> Any:
+    """One panel per protocol: groups (overall, modalities) on x, one bar per run, ``metric`` x100.
+
+    One legend for all panels sits outside them, right of the last one (constrained layout makes
+    room for it), so no number of runs hides a bar; a run keeps its colour in every panel.
+    """
     plt = report.pyplot()
     protocols = list(board)
-    fig, axes = plt.subplots(1, max(1, len(protocols)), figsize=(6 * max(1, len(protocols)), 4), squeeze=False)
+    every = list(dict.fromkeys(n for p in protocols for g in board[p].values() for n in g))
+    colours = {name: f"C{k % 10}" for k, name in enumerate(every)}
+    fig, axes = plt.subplots(1, max(1, len(protocols)), figsize=(6 * max(1, len(protocols)) + 2.5, 4),
+                             squeeze=False, layout="constrained")
+    handles: dict[str, Any] = {}
     for ax, protocol in zip(axes[0], protocols, strict=False):
         groups = list(board[protocol])
         names = list(dict.fromkeys(n for g in groups for n in board[protocol][g]))
@@ -489,14 +497,23 @@ def _plot(out: Path, board: dict[str, dict[str, dict[str, dict]]], metric: str) 
         for j, name in enumerate(names):
             ys = [100 * (board[protocol][g].get(name, {}).get(metric) or 0.0) for g in groups]
             peak = max(peak, *ys)
-            ax.bar([i + j * width for i in range(len(groups))], ys, width=width, label=name)
-        ax.set_ylim(0, max(5.0, peak * 1.25))  # room for the legend above the bars
+            handles[name] = ax.bar([i + j * width for i in range(len(groups))], ys, width=width, label=name,
+                                   color=colours[name])
+        ax.set_ylim(0, max(5.0, peak * 1.05))
         ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(groups))])
         ax.set_xticklabels(groups)
         ax.set_title(f"{metric} ({protocol} protocol)")
         ax.set_ylabel("score x100")
-        ax.legend(fontsize="small", loc="upper center", ncol=min(4, max(1, len(names))))
-    fig.tight_layout()
+    if handles:
+        fig.legend([handles[n] for n in every if n in handles], [n for n in every if n in handles],
+                   loc="outside right upper", fontsize="small")
+    return fig
+
+
+def _plot(out: Path, board: dict[str, dict[str, dict[str, dict]]], metric: str) -> Path:
+    """Write :func:`compare_figure` to ``out/compare.png``."""
+    plt = report.pyplot()
+    fig = compare_figure(board, metric)
     path = out / "compare.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
