@@ -269,7 +269,7 @@ def run_benchmark_build(options: BenchmarkBuildOptions) -> int:
             test_fraction=options.test_fraction, validation_fraction=options.validation_fraction,
             overwrite=options.overwrite, force=options.force, num_proc=options.num_proc)
     except ReleaseError as e:
-        print(f"mm-skin benchmark build: error: {e}", file=sys.stderr)
+        cli.print_problem(f"mm-skin benchmark build: {e}")
         return cli.ExitCode.BAD_INPUT
     print(f"mm-skin benchmark build: wrote {result.out} in {result.seconds:.1f}s", file=sys.stderr)
     print(result.report.summary(), file=sys.stderr)

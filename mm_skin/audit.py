@@ -45,7 +45,7 @@ from mm_skin.audit_clusters import is_against as _is_against
 from mm_skin.audit_report import write_outputs
 from mm_skin.audit_sources import AuditInputError, SourceRow
 from mm_skin.benchmarks.spec import normalise_label
-from mm_skin.cli import ExitCode
+from mm_skin.cli import ExitCode, print_problem
 from mm_skin.hub import is_hub_id
 from mm_skin.image_hashes import Fingerprint
 from mm_skin.text_duplicates import NEAR_JACCARD, TextIndex, normalise_text
@@ -472,7 +472,7 @@ def run_audit_command(options: AuditOptions) -> int:
     try:
         report = audit(options.dataset, options.against, options.out, options.num_proc)
     except AuditInputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_problem(error)
         return int(ExitCode.BAD_INPUT)
     print(summary_line(report, options.out))
     return int(ExitCode.OK)

@@ -15,6 +15,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from mm_skin.untrusted import card_code, card_text
+
 CONTACT_SHEET = "near_duplicates.png"
 CONTACT_PAIRS = 16  # closest near-duplicate pairs shown
 _TILE = 240  # pixels per image on the sheet
@@ -59,7 +61,8 @@ def render_card_section(summary: dict[str, Any] | None, repo_id: str = "<namespa
     for name, folder in summary.get("against", {}).items():
         twins = ", ".join(f"{counts['exact']} exact / {counts['near']} near in {split}"
                           for split, counts in folder["twin_in_split"].items())
-        lines += [f"- `{name}` ({folder['images']} images): images with a twin: {twins}."]
+        twins = card_text(twins)  # split names come from the folder
+        lines += [f"- `{card_code(name)}` ({folder['images']} images): images with a twin: {twins}."]
     if summary.get("against"):
         lines += [""]
     exact, near = (sorted({key for split in summary.get("splits", {}).values()
@@ -79,10 +82,10 @@ def render_card_section(summary: dict[str, Any] | None, repo_id: str = "<namespa
 def _split_tables(name: str, split: dict[str, Any]) -> list[str]:
     """The images table and the QA pairs table of one split pair (e.g. ``test vs train``)."""
     images, qa = split["images"], split["qa_pairs"]
-    return [f"**{name}** images:", ""] + _table(
+    return [f"**{card_text(name)}** images:", ""] + _table(
         ["test images", "same image id in train", "exact twin in train", "near twin in train", "any of these"],
         [[images["test"], images["same_image_id"], images["exact_twin"], images["near_twin"], images["any_twin"]]],
-    ) + ["", f"**{name}** QA pairs:", ""] + _table(
+    ) + ["", f"**{card_text(name)}** QA pairs:", ""] + _table(
         ["test QA pairs", "image in train", "same question on the same or a twin image in train",
          "same question+answer text in train", "near question+answer text in train"],
         [[qa["test"], qa["image_in_train"], qa["same_question_on_same_or_twin_image"], qa["same_qa_text"],
@@ -97,7 +100,7 @@ def _leak_free(repo_id: str, exact_twins: list[str]) -> list[str]:
     lines = [("A training set without the test images (by image id) and their exact twins under other ids:"
               if inline else "A training set without the test images (by image id) is one filter away:"),
              "", "```python", "from datasets import load_dataset", "",
-             f'train = load_dataset("{repo_id}", "vqa", split="train")  # the Hub repo id, or the built folder']
+             f'train = load_dataset({json.dumps(repo_id)}, "vqa", split="train")  # the Hub repo id, or the built folder']
     if not inline:
         lines += ['train = train.filter(lambda row: not row["image_in_test"])', "```", ""]
         if exact_twins:
@@ -111,13 +114,13 @@ def _leak_free(repo_id: str, exact_twins: list[str]) -> list[str]:
 
 
 def _side(side: dict[str, Any]) -> str:
-    return f"`{side['image_id']}` ({', '.join(side['in'])})"
+    return f"`{card_code(side['image_id'])}` ({card_text(', '.join(side['in']))})"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
     """audit.md: what was read, the overlap summary, image pairs, text duplicates, errors."""
     pairs = report["image_pairs"]
-    lines = [f"# Audit of `{report['dataset']}`", "", "Rows read:", ""]
+    lines = [f"# Audit of `{card_code(report['dataset'])}`", "", "Rows read:", ""]
     lines += _table(["config/split", "rows"], [[label, n] for label, n in sorted(report["rows"].items())])
     lines += ["", f"{report['images']['ids']} image ids, {report['images']['distinct_contents']} distinct "
               f"image contents. Thresholds: {json.dumps(report['thresholds'])}.", ""]

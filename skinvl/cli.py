@@ -27,6 +27,7 @@ COMMANDS = {
     "train": ("skinvl.train", "LoRA fine-tune SkinVL or any image-text-to-text model (the MM-Skin paper's recipe) "
               "on MM-Skin-format data"),
     "push": ("skinvl.hub", "validate a SkinVL checkpoint folder (or a Space) and publish it to the Hub in one commit"),
+    "card": ("skinvl.hub", "preview the model card `skinvl push` would render for a checkpoint folder (offline)"),
     "demo": ("skinvl.demo", "try a model in the browser (Gradio), or export that app as a Hugging Face Space"),
 }
 

@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import struct
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from typing import Any
 
 import torch
 
-from mm_skin.cli import ExitCode, add_command
+from mm_skin.cli import ExitCode, add_command, print_problem
 from mm_skin.paths import is_inside
 
 from .modeling_skinvl import (
@@ -533,7 +532,7 @@ def run_convert(options: ConvertOptions) -> int:
                       image_aspect_ratio=options.image_aspect_ratio, max_shard_size=options.max_shard_size,
                       overwrite=options.overwrite)
     except (OriginalFormatError, FileExistsError, ValueError, OSError, KeyError) as err:
-        print(f"error: {err}".replace("\n", " "), file=sys.stderr)
+        print_problem(str(err).replace("\n", " "))
         return ExitCode.BAD_INPUT
     print(f"wrote {options.format} checkpoint to {dst} in {time.perf_counter() - start:.1f} s")
     return ExitCode.OK

@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import sys
@@ -35,19 +34,15 @@ from typing import Any
 from transformers import StoppingCriteria
 
 from mm_skin.cli import ExitCode, add_command, print_problem
+from skinvl.demo_options import NOTICE, DemoOptions
 from skinvl.evaluation.vqa import load_vqa_split
 from skinvl.evaluation.zeroshot import PARSE_PROTOCOLS, ParsedAnswer, parse_answer
 from skinvl.evaluation.zeroshot import build_prompt as zeroshot_prompt
 from skinvl.inference.batching import iter_answers
 from skinvl.inference.decoding import DECODINGS, DEFAULT_MAX_NEW_TOKENS, decoding_kwargs
 from skinvl.inference.loading import LoadedModel, load_model
-from skinvl.inference.options import ModelError, ModelOptions
+from skinvl.inference.options import ModelError
 
-NOTICE = (
-    "**Research model, not medical advice.** SkinVL was trained on figures from dermatology "
-    "textbooks for research on vision-language models. Its answers can be wrong or made up; "
-    "do not use them to diagnose, treat or reassure anyone. See a qualified clinician."
-)
 TINY_NOTICE = "`skinvl-tiny` has random weights: its answers are noise by design (a toy for tests)."
 # The most frequent questions of the official MM-Skin VQA test split (Dataframe/test/vqa/
 # MM-Skin_test.csv, 5,452 rows), in order of frequency.
@@ -76,36 +71,6 @@ CONCURRENCY = 1  # questions generated at once: one model, one GPU
 MAX_QUEUE = 32  # visitors waiting; more are told the queue is full instead of waiting for ever
 # Gradio deletes uploads older than an hour, every hour, while the app runs; all of them on exit.
 DELETE_CACHE = (3600, 3600)
-
-
-@dataclasses.dataclass(kw_only=True)
-class DemoOptions(ModelOptions):
-    """Options of ``skinvl demo``: the model (as ``skinvl eval`` loads it), the server, the export."""
-
-    model: str = dataclasses.field(metadata={
-        "help": "preset ('skinvl-tiny': random weights), SkinVL or authors' checkpoint folder, Hub id, "
-        "or any AutoModelForImageTextToText checkpoint (with --export-space: the Hub id the Space loads)"})
-    host: str = dataclasses.field(default="127.0.0.1", metadata={
-        "help": "address to listen on (0.0.0.0 exposes the app to your network)"})
-    port: int | None = dataclasses.field(default=None, metadata={
-        "help": "port (default: $GRADIO_SERVER_PORT or the first free one from 7860)"})
-    share: bool = dataclasses.field(default=False, metadata={
-        "help": "also open a public *.gradio.live link (traffic goes through Gradio's servers)"})
-    data: str | None = dataclasses.field(default=None, metadata={
-        "help": "built MM-Skin folder or Hub id: its VQA test examples are offered in the app "
-        "(`mm-skin build examples/mm-skin-sample --out mm-skin` builds one)"})
-    examples: int = dataclasses.field(default=8, metadata={"help": "how many test examples to offer"})
-    max_new_tokens: int = dataclasses.field(default=DEFAULT_MAX_NEW_TOKENS, metadata={
-        "help": "initial cap on generated tokens (adjustable in the app)"})
-    export_space: str | None = dataclasses.field(default=None, metadata={
-        "metavar": "DIR", "help": "write a Spaces-ready folder (app.py, requirements.txt, README.md, "
-        "the skinvl sources) to DIR instead of launching; publish it with `skinvl push DIR "
-        "OWNER/NAME --repo-type space`"})
-    overwrite: bool = dataclasses.field(default=False, metadata={
-        "help": "with --export-space: replace the files it writes in a non-empty DIR"})
-    space_hardware: str | None = dataclasses.field(default=None, metadata={
-        "metavar": "FLAVOR", "help": "with --export-space: the Space's suggested_hardware, e.g. cpu-basic, t4-small, "
-        "l4x1 (default: cpu-basic for skinvl-tiny, else l4x1); CPU hardware gets the CPU build of torch"})
 
 
 # --------------------------------------------------------------------------- model side (no gradio)

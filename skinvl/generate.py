@@ -6,10 +6,9 @@ importable from here too (``skinvl.generate.answer_batch``, as model cards show)
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
-from mm_skin.cli import ExitCode, add_command
+from mm_skin.cli import ExitCode, add_command, print_problem
 from skinvl.inference.batching import answer_batch, iter_answers
 from skinvl.inference.decoding import DEFAULT_MAX_NEW_TOKENS
 from skinvl.inference.options import (
@@ -75,7 +74,7 @@ def run_generate(options: GenerateOptions) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print_problem(message)
     return ExitCode.BAD_INPUT
 
 

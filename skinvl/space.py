@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from mm_skin.hub import is_hub_id
 
 if TYPE_CHECKING:
-    from skinvl.demo import DemoOptions
+    from skinvl.demo_options import DemoOptions
 
 SPACE_PACKAGES = ("skinvl", "mm_skin")  # vendored into a Space: the code its app.py imports
 SPACE_ENTRY = "skinvl.demo"  # what app.py imports
@@ -213,7 +213,7 @@ def space_readme(options: DemoOptions, version: str, hardware: str) -> str:
     import gradio
     from huggingface_hub import SpaceCard, SpaceCardData
 
-    from skinvl.demo import NOTICE
+    from skinvl.demo_options import NOTICE
 
     models = [m for m in (options.model, options.vision_tower) if m and is_hub_id(m)]
     datasets = [options.data] if options.data and is_hub_id(options.data) else None
@@ -255,7 +255,7 @@ def _space_sources(options: DemoOptions) -> str | None:
 def _space_settings(options: DemoOptions) -> str:
     """The ``DemoOptions(...)`` keyword lines of app.py: the model's options that differ from the
     defaults, the examples and the token cap (the server's own options stay the Space's)."""
-    from skinvl.demo import DemoOptions
+    from skinvl.demo_options import DemoOptions
 
     server = {"host", "port", "share", "export_space", "overwrite", "space_hardware"}
     lines = []

@@ -53,12 +53,11 @@ import argparse
 import dataclasses
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mm_skin.cli import ExitCode, add_command
+from mm_skin.cli import ExitCode, add_command, print_problem
 
 from .inference.families import family_of
 from .processing_skinvl import PROMPT_TEMPLATES, TRAINING_TEMPLATE
@@ -481,12 +480,12 @@ def run_cli(options: TrainOptions) -> int:
 
     problem = extra_problem("train", "skinvl train")
     if problem:  # before the model loads
-        print(f"skinvl train: {problem}", file=sys.stderr)
+        print_problem(f"skinvl train: {problem}")
         return ExitCode.BAD_INPUT
     try:
         result = train(options)
     except ValueError as err:  # bad data, template or option: the message names it and the fix
-        print(f"skinvl train: {err}", file=sys.stderr)
+        print_problem(f"skinvl train: {err}")
         return ExitCode.BAD_INPUT
     from accelerate import PartialState
 

@@ -59,6 +59,9 @@ def load_source(spec: str, config: str | None, split: str) -> datasets.Dataset:
         return loaded
     try:
         return datasets.load_dataset(spec, config, split=split)
+    except FileNotFoundError as err:  # no such folder, and no such Hub dataset (or offline)
+        raise ValueError(f"--data {spec}: {str(err).splitlines()[0]} Give a folder `mm-skin build` wrote, "
+                         "a save_to_disk folder or a Hub dataset id") from err
     except ValueError as err:
         message = str(err)
         if config is not None and "not found" in message and "'default'" in message:

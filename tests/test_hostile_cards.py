@@ -56,3 +56,19 @@ def test_model_card_escapes_what_a_results_file_says(tmp_path):
     body = card.split("---", 2)[2]  # the YAML front matter is dumped (and quoted) by huggingface_hub
     assert _raw_markup(body) == []
     assert "&lt;script&gt;" in body
+
+
+def test_audit_section_and_audit_md_escape_folder_split_and_image_names():
+    from mm_skin.audit_report import render_card_section
+
+    split = {"images": dict.fromkeys(("test", "same_image_id", "exact_twin", "near_twin", "any_twin"), 0),
+             "qa_pairs": dict.fromkeys(("test", "image_in_train", "same_question_on_same_or_twin_image",
+                                        "same_qa_text", "near_qa_text"), 0)}
+    summary = {"splits": {f"{SCRIPT} vs train": split},
+               "against": {TICKS: {"images": 3, "twin_in_split": {LINK: {"exact": 1, "near": 0}}}}}
+    section = render_card_section(summary, repo_id='x", "vqa"); import os; os.system("id")  # ')
+    assert _raw_markup(section) == [] and "&lt;script&gt;" in section
+    # the repo id is a Python string literal in the snippet, whatever it holds
+    snippet = section.split("```python", 1)[1].split("```", 1)[0]
+    compile(snippet, "card-snippet", "exec")
+    assert "os.system" not in snippet.replace('\\"', "").split('"vqa"', 1)[1]

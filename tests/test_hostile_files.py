@@ -175,3 +175,22 @@ def test_escape_codes_in_release_file_names_reach_no_terminal(tmp_path, capsys):
     assert "evil_test.csv" in err  # named, without its escape sequences
     summary = err[err.index("mm-skin build: wrote"):]  # after the progress bars
     assert not any(ch in summary for ch in "\x1b\x07") and "owned" not in summary
+
+
+@pytest.mark.parametrize("argv", [
+    ["skinvl", "generate", "--model", "skinvl-tiny", "--image", "IN", "--question", "q"],
+    ["skinvl", "convert", "IN", "OUT"],
+    ["skinvl", "train", "--model", "skinvl-tiny", "--data", "IN", "--output", "OUT", "--max-steps", "1"],
+    ["mm-skin", "audit", "IN", "--out", "OUT"],
+    ["mm-skin", "benchmark", "build", "ddi", "IN", "--out", "OUT"],
+], ids=["generate", "convert", "train", "audit", "benchmark"])
+def test_every_cli_error_naming_a_hostile_path_reaches_the_terminal_printable(argv, tmp_path, capsys):
+    # A path (from a user, a CSV or a server) holding terminal escapes: clear screen, window title.
+    hostile = str(tmp_path / "\x1b]0;owned\x07\x1b[2Jmissing")
+    argv = [hostile if a == "IN" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    import mm_skin_dataset
+
+    run = main if argv[0] == "skinvl" else mm_skin_dataset.main
+    assert run(argv[1:]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and not any(ch in err for ch in "\x1b\x07"), err
