@@ -47,7 +47,7 @@ _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|~])")
 
 def printable(text: str) -> str:
     """``text`` as one line a terminal shows as is: escape sequences and control characters removed,
-    line breaks and tabs turned into single spaces."""
+    line breaks and tabs turned into spaces (other spaces kept: a quoted value stays exact)."""
     text = _ESCAPE_RE.sub("", text)
     kept = []
     for char in text:
@@ -55,7 +55,7 @@ def printable(text: str) -> str:
             kept.append(" ")
         elif unicodedata.category(char) != "Cc" and char not in _BIDI:
             kept.append(char)
-    return " ".join("".join(kept).split())
+    return "".join(kept).strip()
 
 
 def redact(text: str, secret: str | None) -> str:

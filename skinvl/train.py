@@ -480,12 +480,12 @@ def run_cli(options: TrainOptions) -> int:
 
     problem = extra_problem("train", "skinvl train")
     if problem:  # before the model loads
-        print_problem(f"skinvl train: {problem}")
+        print_problem(problem, "skinvl train")
         return ExitCode.BAD_INPUT
     try:
         result = train(options)
     except ValueError as err:  # bad data, template or option: the message names it and the fix
-        print_problem(f"skinvl train: {err}")
+        print_problem(err, "skinvl train")
         return ExitCode.BAD_INPUT
     from accelerate import PartialState
 
