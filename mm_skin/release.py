@@ -93,11 +93,13 @@ def _line_at(path: Path, line: int) -> str:
     return ""
 
 
-def read_csv(path: Path, display: str, required: Sequence[str], optional: Sequence[str] = ()) -> tuple[dict[str, int], list[list[str]]]:
-    """Read a CSV (UTF-8, optional BOM) and locate its columns; raise naming what was found.
+def read_header(path: Path, display: str, aliases: Mapping[str, Sequence[str]],
+                required: Sequence[str]) -> tuple[list[str], dict[str, int], list[list[str]]]:
+    """Read a CSV (UTF-8, optional BOM) and locate its columns by alias; raise naming what was found.
 
-    Returns canonical column -> index, and the rows after the header. A header that names one
-    column twice (after normalisation) is refused: which of the two holds the data is a guess.
+    Returns the header, canonical column -> index, and the rows after the header. A header that
+    names one column twice (after normalisation) is refused: which of the two holds the data is a
+    guess. Used for the release's files and the classification benchmarks' alike.
     """
     rows = _csv_rows(path, display)
     if not rows:
@@ -106,17 +108,23 @@ def read_csv(path: Path, display: str, required: Sequence[str], optional: Sequen
     problem = duplicate_columns_problem(header)
     if problem:
         raise ReleaseError(f"{display} row 1: {problem}")
-    found = match_columns(header, {c: _COLUMN_ALIASES[c] for c in (*required, *optional)})
+    found = match_columns(header, aliases)
     missing = [c for c in required if c not in found]
     if missing:
         raise ReleaseError(
             f"{display}: missing column(s) {', '.join(repr(m) for m in missing)}; "
             f"columns found: {', '.join(repr(h) for h in header)}. "
             f"Accepted spellings: "
-            + "; ".join(f"{m}: {', '.join(_COLUMN_ALIASES[m])}" for m in missing)
+            + "; ".join(f"{m}: {', '.join(aliases[m])}" for m in missing)
             + f" ({MATCH_RULE})."
         )
-    return found, rows[1:]
+    return header, found, rows[1:]
+
+
+def read_csv(path: Path, display: str, required: Sequence[str], optional: Sequence[str] = ()) -> tuple[dict[str, int], list[list[str]]]:
+    """The release's CSVs: :func:`read_header` with the release's column spellings."""
+    _, found, rows = read_header(path, display, {c: _COLUMN_ALIASES[c] for c in (*required, *optional)}, required)
+    return found, rows
 
 
 def _cell(row: list[str], index: int) -> str:

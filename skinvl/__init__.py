@@ -21,13 +21,12 @@ modules are imported (see :mod:`skinvl.auto_registration`).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mm_skin import __version__  # one distribution, one version
 
 from . import auto_registration
+from .lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from .configuration_skinvl import SkinVLConfig
@@ -47,20 +46,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Resolve public names and submodules (``skinvl.generate``, ``skinvl.evaluation``...) on first use."""
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 # Last, so that a registration that happens right now finds this module complete.

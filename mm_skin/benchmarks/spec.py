@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from mm_skin.audit_sources import IMAGE_SUFFIXES
-from mm_skin.columns import MATCH_RULE, duplicate_columns_problem, match_columns
 
 # the builder's own CSV reader: the same UTF-8 / BOM rules and one-line errors as `mm-skin build`
-from mm_skin.release import _csv_rows
+from mm_skin.release import read_header
 from mm_skin.report import BuildReport, ReleaseError
 
 #: Fitzpatrick skin types as written in the ``skin_type`` column
@@ -113,20 +112,9 @@ def read_table(report: BuildReport, path: Path, display: str, aliases: Mapping[s
     if not path.is_file():
         raise ReleaseError(f"{display}: not found at {path}; give the file as the publisher or the authors ship it "
                            "(layouts: `mm-skin benchmark build --help`)")
-    rows = _csv_rows(path, display)
-    if not rows:
-        raise ReleaseError(f"{display}: the file is empty (expected a header row)")
-    header = rows[0]
-    problem = duplicate_columns_problem(header)
-    if problem:
-        raise ReleaseError(f"{display} row 1: {problem}")
-    found = match_columns(header, aliases)
-    missing = [c for c in required if c not in found]
-    if missing:
-        raise ReleaseError(f"{display}: missing column(s) {', '.join(map(repr, missing))}; columns found: "
-                           f"{', '.join(map(repr, header))} ({MATCH_RULE}); is this the publisher's file?")
+    header, found, rows = read_header(path, display, aliases, required)
     report.add_file(display, role, path)
-    for i, cells in enumerate(rows[1:], start=2):
+    for i, cells in enumerate(rows, start=2):
         report.files[display].rows_read += 1
         if not any(cell.strip() for cell in cells):
             report.skip(display, i, None, "", "blank line")

@@ -71,24 +71,12 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import Any
+from skinvl.lazy_exports import lazy_exports
 
 # Nothing is imported eagerly: ``import skinvl.evaluation.scoring`` (the lmms-eval task's utils)
 # must not pay for the CLI, and the CLI's modules load on first use.
 
 
-def __getattr__(name: str) -> Any:
-    """``register_cli`` and the submodules (``skinvl.evaluation.vqa``...) on first use."""
-    if name == "register_cli":
-        value = importlib.import_module("skinvl.evaluation.cli").register_cli
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
+__getattr__, __dir__ = lazy_exports(__name__, {"register_cli": "skinvl.evaluation.cli"})
 
 __all__ = ["register_cli"]

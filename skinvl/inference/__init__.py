@@ -17,8 +17,7 @@ Importing this package loads none of them (nor torch); names resolve on first us
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from skinvl.lazy_exports import lazy_exports
 
 # public name -> submodule defining it
 _NAMES = {
@@ -30,23 +29,8 @@ _NAMES = {
     "DECODINGS": "decoding", "decoding_kwargs": "decoding",
     "ImageFileError": "images", "LazyImages": "images", "open_rgb": "images", "to_rgb": "images",
 }
-_SUBMODULES = ("batching", "decoding", "families", "images", "loading", "options", "prompts")
 
 
-def __getattr__(name: str) -> Any:
-    """Resolve the public names and submodules on first use."""
-    if name in _NAMES:
-        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_NAMES, *_SUBMODULES})
-
+__getattr__, __dir__ = lazy_exports(__name__, {name: f"{__name__}.{module}" for name, module in _NAMES.items()})
 
 __all__ = sorted(_NAMES)
