@@ -6,7 +6,7 @@ passes). This module is imported the ordinary way (``sys.modules``), so all thos
 its cache: the first aggregation scores the records, the others read the result.
 
 Scale: every metric is on 0-1, exactly the value ``skinvl eval score`` writes to results.json
-(``metrics[protocol]["overall"][metric]``; SacreBLEU divided by 100 there and here).
+(``metrics[protocol][metric]``; SacreBLEU divided by 100 there and here).
 """
 
 from __future__ import annotations
