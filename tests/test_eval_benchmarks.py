@@ -228,3 +228,19 @@ def test_likelihood_with_a_served_model_runs_mcq_over_the_loopback_server(ddi_fo
     assert len(asked) == 2 and all("A. " in q and "B. " in q for q in asked)  # two option orders
     # the server echoes the question, which names no option letter: every answer is unparseable
     assert doc["protocol_details"]["answers"] == 6 and doc["protocol_details"]["unparseable_rate"] == 1.0
+
+
+def test_a_row_without_a_label_is_refused_not_read_as_the_last_class(tmp_path):
+    import datasets
+
+    from skinvl.evaluation.benchmark_data import load_classification_split
+    from skinvl.evaluation.labels import LabelFileError
+
+    features = datasets.Features({"image": datasets.Image(), "image_id": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["benign", "malignant"])})
+    png = layouts.image_bytes(1, "PNG")
+    ds = datasets.Dataset.from_dict({"image": [{"bytes": png, "path": None}] * 2, "image_id": ["a", "b"],
+                                     "label": [0, -1]}, features=features)
+    ds.to_parquet(str(tmp_path / "test.parquet"))
+    with pytest.raises(LabelFileError, match=r"row 2 \(b\) has no label"):
+        load_classification_split(str(tmp_path), None, "test")

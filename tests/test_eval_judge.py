@@ -12,7 +12,7 @@ from judge_server import JudgeServer
 from test_eval_foreign import model_answers, write_lmms_eval_log
 
 from skinvl.cli import main
-from skinvl.evaluation.judge_rubrics import load_rubric, parse_reply
+from skinvl.evaluation.judge_rubrics import AXES, load_rubric, parse_reply
 
 SECRET = "sk-judge-secret-0123456789"
 
@@ -257,3 +257,35 @@ def test_local_image_text_to_text_judge_gets_a_text_only_turn(scored, tmp_path):
     doc = _doc(folder)
     assert doc["judge"]["id"] == "local:skinvl-tiny@unhashed" and doc["judge"]["model_type"] == "skinvl"
     assert doc["metrics"]["judge"]["n"] == len(scored[1])
+
+
+def test_non_finite_axis_scores_are_a_broken_reply_not_a_crash():
+    for bad in ("Infinity", "NaN", "-Infinity", "2.5", "6"):
+        reply = '{"scores": {' + ", ".join(f'"{a}": {bad}' for a in AXES) + '}, "reason": "r"}'
+        assert parse_reply(reply, "dermbench") is None, bad
+    good = '{"scores": {' + ", ".join(f'"{a}": 4' for a in AXES) + '}, "reason": "r"}'
+    assert parse_reply(good, "dermbench")["scores"] == dict.fromkeys(AXES, 4)
+
+
+def test_verdict_files_are_confined_whole_and_a_torn_one_is_one_line(scored, tmp_path, capsys):
+    run = _copy(scored, tmp_path)
+    with JudgeServer() as server:
+        assert _judge(run, server.url) == 0
+    assert not list(run.glob(".judge-*.tmp"))  # written whole, then renamed
+    # a torn verdict file of another judge: one line and exit 2, not a traceback
+    (run / "judge-other-0000.jsonl").write_text('{"id": "x", "status": "judged", "verdict": "correct"}\n{"id": ')
+    with JudgeServer() as server:
+        assert _judge(run, server.url) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "judge-other-0000.jsonl, line 2" in err[-1]
+    (run / "judge-other-0000.jsonl").unlink()
+    # results.json naming a verdict file outside the run folder is refused, never read
+    other = _copy(scored, tmp_path, "other")
+    with JudgeServer() as server:
+        assert _judge(other, server.url) == 0
+    assert main(["eval", "compare", str(run), str(other), "--out", str(tmp_path / "c"), "--resamples", "50"]) == 0
+    doc = _doc(run)
+    doc["judge"]["verdicts"] = "../../../etc/passwd"
+    (run / "results.json").write_text(json.dumps(doc))
+    assert main(["eval", "compare", str(run), str(other), "--out", str(tmp_path / "c"), "--resamples", "50"]) == 2
+    assert "judge.verdicts" in capsys.readouterr().err

@@ -37,7 +37,7 @@ class ClassificationSplit:
         feature = self.dataset.features[name]
         values = self.dataset[name]
         if hasattr(feature, "int2str"):
-            return [feature.int2str(v) if v is not None else None for v in values]
+            return [feature.int2str(v) if v is not None and v >= 0 else None for v in values]  # -1: no label
         return values
 
 
@@ -64,6 +64,10 @@ def load_classification_split(data: str, config: str | None, split: str, limit: 
         raise LabelFileError(f"--data {name}: --classes {classes} differs from the dataset's classes {names}; "
                              "drop --classes (the dataset's ClassLabel order is used)")
     ids = ds["image_id"] if "image_id" in ds.column_names else [f"row-{i + 1}" for i in range(len(ds))]
+    unlabelled = next((i for i, label in enumerate(ds["label"]) if label is None or label < 0), None)
+    if unlabelled is not None:  # ClassLabel allows -1 ("no label"); names[-1] would be the last class
+        raise LabelFileError(f"--data {name}: row {unlabelled + 1} ({ids[unlabelled]}) has no label (-1); "
+                             "drop unlabelled rows from the split you evaluate on")
     rows = [LabeledImage(image=str(image_id), label=names[label], row=i + 1)
             for i, (image_id, label) in enumerate(zip(ids, ds["label"], strict=True))]
     if not rows:

@@ -116,7 +116,7 @@ def _judge(options: JudgeOptions) -> int:
     try:
         payload = judge_runs(options)
     except (*BAD_INPUT, CompareError, JudgeError, RubricError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_problem(err)
         return ExitCode.BAD_INPUT
     for folder, section in payload["runs"].items():
         doc = json.loads((Path(folder) / "results.json").read_text(encoding="utf-8"))
@@ -220,7 +220,7 @@ def _with_eval_extra(run: Callable[[Any], int], command: str) -> Callable[[Any],
     def checked(options: Any) -> int:
         problem = extra_problem("eval", command)
         if problem:
-            print(f"error: {problem}", file=sys.stderr)
+            print_problem(problem)
             return ExitCode.BAD_INPUT
         return run(options)
 

@@ -152,12 +152,25 @@ def _vqa_statistics(run: Run, ids: Sequence[str], protocol: str, every: bool = F
 
 def judge_verdicts(run: Run) -> dict[str, bool | None]:
     """Row id -> judged correct (True/False), None when unjudged or failed; empty for an unjudged run."""
+    from mm_skin.paths import UnsafePathError, resolve_inside
+
     name = (run.doc.get("judge") or {}).get("verdicts")
-    path = run.folder / name if name else None
-    if path is None or not path.is_file():
+    if not name:
         return {}
+    try:  # the name comes from results.json: it must stay inside the run folder
+        path = resolve_inside(run.folder, str(name), what="verdict files", where="the run folder")
+    except UnsafePathError as err:
+        raise CompareError(f"{run.folder}/results.json: judge.verdicts {name!r}: {err}") from None
+    return read_verdicts(path) if path.is_file() else {}
+
+
+def read_verdicts(path: Path) -> dict[str, bool | None]:
+    """A ``judge-*.jsonl`` file: row id -> correct (True/False) for binary verdicts, None when
+    unjudged or failed; a line that is not JSON is a one-line :class:`CompareError`."""
     out: dict[str, bool | None] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from skinvl.evaluation import report
-from skinvl.evaluation.compare import Run, load_run
+from skinvl.evaluation.compare import Run, load_run, read_verdicts
 from skinvl.evaluation.endpoint import EndpointError, EndpointOptions
 from skinvl.evaluation.judge_rubrics import AXES, Rubric, load_rubric, parse_reply
 from skinvl.evaluation.judge_trust import agreement, read_human, verbosity_items, verbosity_summary
@@ -209,8 +209,10 @@ def _judge_run(judge, rubric: Rubric, run: Run, options: JudgeOptions, human: di
     verdicts = judge_items(judge, rubric, [Item(r, r["prediction"]) for r in rows], _cache_for(run, options))
     records = [_verdict_record(r, v) for r, v in zip(rows, verdicts, strict=True)]
     name = f"judge-{slug(judge.id, rubric)}.jsonl"
-    with (run.folder / name).open("w", encoding="utf-8") as f:
+    partial = run.folder / f".{name}.tmp"  # a killed run leaves no torn verdict file behind
+    with partial.open("w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    partial.replace(run.folder / name)
     section = {**judge.info(), "rubric": {"name": rubric.name, "kind": rubric.kind, "hash": rubric.hash,
                                           "text": rubric.text}, "verdicts": name, "judged_at": now()}
     if rubric.kind == "binary":
@@ -235,9 +237,9 @@ def _other_judges(run: Run, mine: str, verdicts: dict[str, bool], images: dict[s
     for path in sorted(run.folder.glob("judge-*.jsonl")):
         if path.name == mine:
             continue
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if any("verdict" in r for r in records):
-            out[path.name] = agreement(verdicts, _binary(records), images)
+        theirs = {k: v for k, v in read_verdicts(path).items() if v is not None}
+        if theirs:  # a binary judge (DermBench files hold axis scores)
+            out[path.name] = agreement(verdicts, theirs, images)
     return out
 
 

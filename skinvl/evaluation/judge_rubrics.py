@@ -157,7 +157,8 @@ def parse_reply(text: str | None, kind: str) -> dict[str, Any] | None:
     clean = {}
     for axis in AXES:
         value = scores.get(axis)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or not 1 <= value <= 5:
+        # Range first: json reads Infinity and NaN, which int() cannot take (they fail the range test).
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 5 or value != int(value):
             return None
         clean[axis] = int(value)
     return {"scores": clean, "reason": reason}
