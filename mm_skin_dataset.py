@@ -58,7 +58,6 @@ from mm_skin.schema import (
     features_for,
 )
 from mm_skin.tables import iter_instruct_tables, iter_tables
-from mm_skin.untrusted import printable
 
 __all__ = [
     "ALL_CONFIGS",
@@ -220,8 +219,8 @@ def run_build(options: BuildOptions) -> int:
             num_proc=options.num_proc, max_shard_size=options.max_shard_size, progress=True,
             audit=options.audit, audit_out=options.audit_out,
         )
-    except StrictError as e:
-        cli.print_problem(e, "mm-skin build")
+    except StrictError as e:  # the message lists the rows not written, one per line
+        cli.print_report(e, "mm-skin build")
         return cli.ExitCode.STRICT
     except ReleaseError as e:
         cli.print_problem(e, "mm-skin build: error")
@@ -229,9 +228,7 @@ def run_build(options: BuildOptions) -> int:
     r = result.report
     print(f"mm-skin build: wrote {result.out} in {result.seconds:.1f}s "
           f"({r.images['written']} images, {r.images['bytes'] / 1e6:.1f} MB)", file=sys.stderr)
-    # The summary quotes the release (file names, notes): each line printable, its indent kept.
-    lines = r.summary().splitlines()
-    print("\n".join(line[: len(line) - len(line.lstrip())] + printable(line) for line in lines), file=sys.stderr)
+    cli.print_report(r.summary())  # it quotes the release (file names, notes)
     print(f"  details: {result.out / REPORT_FILE}", file=sys.stderr)
     if result.audit is not None:
         print(summary_line(result.audit, result.audit_out), file=sys.stderr)
@@ -272,7 +269,7 @@ def run_benchmark_build(options: BenchmarkBuildOptions) -> int:
         cli.print_problem(f"mm-skin benchmark build: {e}")
         return cli.ExitCode.BAD_INPUT
     print(f"mm-skin benchmark build: wrote {result.out} in {result.seconds:.1f}s", file=sys.stderr)
-    print(result.report.summary(), file=sys.stderr)
+    cli.print_report(result.report.summary())  # it quotes the publisher's file names and cells
     print(result.out)
     return cli.ExitCode.OK
 

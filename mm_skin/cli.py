@@ -200,6 +200,17 @@ def print_problem(message: object, kind: str = "error") -> None:
     print(f"{kind}: {printable(str(message))}", file=sys.stderr)
 
 
+def print_report(text: object, first: str | None = None) -> None:
+    """Print a multi-line report from outside data on stderr: each line made printable, its indent
+    kept (:func:`print_problem` is for one line). ``first`` prefixes the first line."""
+    from mm_skin.untrusted import printable
+
+    lines = str(text).splitlines() or [""]
+    if first:
+        lines[0] = f"{first}: {lines[0]}"
+    print("\n".join(line[: len(line) - len(line.lstrip())] + printable(line) for line in lines), file=sys.stderr)
+
+
 def run_main(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen sub-command; returns its exit code."""
     args = parser.parse_args(argv)

@@ -176,6 +176,16 @@ def test_escape_codes_in_release_file_names_reach_no_terminal(tmp_path, capsys):
     summary = err[err.index("mm-skin build: wrote"):]  # after the progress bars
     assert not any(ch in summary for ch in "\x1b\x07") and "owned" not in summary
 
+    # --strict lists every row not written, one per line (printable, never squashed into one line)
+    vqa = source / "MM-SkinQA/VQA.csv"
+    vqa.write_text(vqa.read_text() + "dataset/\x1b[2Jgone1.png,Q?,A.\ndataset/gone2.png,Q?,A.\n")
+    capsys.readouterr()
+    assert mm.main(["build", str(source), "--out", str(tmp_path / "strict"), "--strict"]) == ExitCode.STRICT
+    err = capsys.readouterr().err
+    report = err[err.index("mm-skin build: --strict"):].splitlines()
+    assert len(report) > 2 and any("gone1.png" in line for line in report) and any("gone2.png" in line for line in report)
+    assert not any(ch in "\n".join(report) for ch in "\x1b\x07")
+
 
 @pytest.mark.parametrize("argv", [
     ["skinvl", "generate", "--model", "skinvl-tiny", "--image", "IN", "--question", "q"],
