@@ -57,11 +57,6 @@ def register() -> None:
             _state["registering"] = False
 
 
-def is_registered() -> bool:
-    """Whether SkinVL is in transformers' Auto classes yet."""
-    return _state["registered"]
-
-
 def install(importing: str | None = None) -> None:
     """Register now if transformers' Auto modules are loaded, else as soon as they are.
 
@@ -137,4 +132,4 @@ class _RegisteringLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-__all__ = ["install", "is_registered", "register"]
+__all__ = ["install", "register"]

@@ -41,7 +41,7 @@ from skinvl.evaluation.zeroshot import build_prompt as zeroshot_prompt
 from skinvl.inference.batching import iter_answers
 from skinvl.inference.decoding import DECODINGS, DEFAULT_MAX_NEW_TOKENS, decoding_kwargs
 from skinvl.inference.loading import LoadedModel, load_model
-from skinvl.inference.options import ModelError
+from skinvl.inference.options import ModelError, first_line
 
 TINY_NOTICE = "`skinvl-tiny` has random weights: its answers are noise by design (a toy for tests)."
 # The most frequent questions of the official MM-Skin VQA test split (Dataframe/test/vqa/
@@ -400,7 +400,7 @@ def _serve_from(options: DemoOptions, tmp: str) -> int:
         if options.data:
             examples = load_test_examples(options.data, Path(tmp), options.examples)
     except (OSError, ValueError) as err:
-        return _fail(f"--data {options.data}: cannot read its VQA test split ({_first_line(err)}); "
+        return _fail(f"--data {options.data}: cannot read its VQA test split ({first_line(err)}); "
                      "pass a folder built by `mm-skin build` (or its Hub id).")
     try:
         loaded = load_model(options)
@@ -420,13 +420,8 @@ def _serve_from(options: DemoOptions, tmp: str) -> int:
         )
     except OSError as err:
         return _fail(f"cannot listen on {options.host}:{options.port or 'default port'} "
-                     f"({_first_line(err)}); pass another --port or --host.")
+                     f"({first_line(err)}); pass another --port or --host.")
     return ExitCode.OK
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _fail(message: str) -> int:

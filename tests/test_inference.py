@@ -242,6 +242,19 @@ def test_skinvl_load_takes_any_image_text_to_text_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="applies only to the authors' llava_mistral format"):
         skinvl.load(str(folder), vision_tower="openai/clip-vit-large-patch14-336")
 
+    # template=NAME makes that named template the one a plain apply_chat_template renders
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(folder))
+    plain = processor.chat_template if isinstance(processor.chat_template, str) else processor.chat_template["default"]
+    processor.chat_template = {"default": plain, "terse": "{% for m in messages %}Q: {{ m.content[-1].text }}{% endfor %}A:"}
+    processor.save_pretrained(str(folder))
+    _, processor = skinvl.load(str(folder), template="terse")
+    turn = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Red?"}]}]
+    assert processor.apply_chat_template(turn) == "Q: Red?A:"
+    with pytest.raises(ValueError, match="has the named templates"):
+        skinvl.load(str(folder), template="missing")
+
 
 _STOCK_LOAD = """
 import json, sys
@@ -358,3 +371,12 @@ def test_chat_template_files_are_checked_before_use(tmp_path):
     for path, reason in ((big, "over 1,000,000 bytes"), (latin, "not UTF-8"), (tmp_path, "no such regular file")):
         with pytest.raises(TemplateError, match=reason):
             read_template_file(str(path))
+
+
+def test_a_decompression_bomb_is_a_one_line_error(tmp_path):
+    from skinvl.inference.images import ImageFileError
+
+    big = tmp_path / "bomb.png"
+    Image.new("1", (20000, 10000)).save(big)  # 200 M pixels, a few KB on disk
+    with pytest.raises(ImageFileError, match="cannot decode"):
+        open_rgb(big)

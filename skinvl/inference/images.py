@@ -32,7 +32,10 @@ def read_regular_file(path: str | Path) -> bytes:
     file = Path(path)
     if not file.is_file():
         raise ImageFileError(f"image {path} does not exist or is not a regular file; check the path.")
-    return file.read_bytes()
+    try:
+        return file.read_bytes()
+    except OSError as err:  # unreadable (permissions, I/O error)
+        raise ImageFileError(f"image {path} cannot be read ({err.strerror or err}); check its permissions.") from err
 
 
 # Modes whose samples may exceed 8 bits: PIL's convert("RGB") clips them at 255.
@@ -81,7 +84,7 @@ def decode(data: bytes, where: str):
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             return to_rgb(image)
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
         raise ImageFileError(f"{where}: cannot decode the image ({err}); replace or remove it.") from err
 
 

@@ -171,6 +171,8 @@ def _set_default_template(processor, template: str, name_or_path: str) -> None:
     if template not in names:
         raise TemplateError(f"--template {template!r}: the processor of {name_or_path} has the named templates "
                             f"{names}; pass one of them or --chat-template FILE.")
+    # transformers renders chat_template["default"] when no template is named: make the chosen one it.
+    processor.chat_template = {**processor.chat_template, "default": processor.chat_template[template]}
 
 
 @dataclass
@@ -218,7 +220,7 @@ def load_model(options: ModelOptions, *, device_map: Any = None) -> LoadedModel:
         model, processor = load(options.model, **kwargs)
     except ModelError:
         raise
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, ImportError) as err:  # ImportError: e.g. flash-attn not installed
         needs_code = "trust_remote_code" in str(err) and not options.trust_remote_code
         hint = " (a checkpoint with its own code needs --trust-remote-code)" if needs_code else ""
         raise ModelError(f"cannot load --model {options.model!r}: {first_line(err)}{hint}") from err
