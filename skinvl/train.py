@@ -433,13 +433,16 @@ def train(options: TrainOptions, callbacks: Sequence[Any] = ()) -> TrainResult:
     """
     import torch
 
+    # The trainer fields set by the recipe or the user, read once now: the recipe file may be
+    # edited or gone when the run ends hours later.
+    fields = sorted(sft_values(options))
     trainer = build_trainer(options, callbacks)
     resume = options.resume_from_checkpoint
     output = trainer.train(resume_from_checkpoint=True if resume == LATEST else resume)
     trainer.save_model(options.output)
     adapter_dir, merged_dir = Path(options.output), None
     if trainer.is_world_process_zero():
-        write_run_record(options, trainer, output.metrics)
+        write_run_record(options, trainer, output.metrics, fields)
     if options.merge:
         merged_dir = Path(options.merge_output or adapter_dir / "merged")
         if trainer.is_world_process_zero():

@@ -15,6 +15,7 @@ import dataclasses
 import enum
 import importlib.metadata
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,11 @@ def _without_local_roots_in_keys(value: Any) -> Any:
     return value
 
 
-def _recorded_options(options: Any, args: Any) -> dict[str, Any]:
-    """skinvl train's own options, then the trainer fields the recipe or the user set, as run."""
-    from .training_recipe import sft_values
-
+def _recorded_options(options: Any, args: Any, fields: Sequence[str]) -> dict[str, Any]:
+    """skinvl train's own options, then ``fields`` (the trainer fields the recipe or the user set), as run."""
     own = dataclasses.asdict(options)
     del own["training_args"]  # recorded below as the values that ran (SFTConfig normalizes some)
-    for name in sft_values(options):
+    for name in fields:
         value = getattr(args, name)
         own[name] = value.value if isinstance(value, enum.Enum) else value
     return {name: _without_local_roots(value)
@@ -84,18 +83,24 @@ def distributed_facts(trainer: Any) -> dict[str, Any]:
     return facts
 
 
-def training_settings(options: Any, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
+def training_settings(options: Any, trainer: Any, metrics: dict[str, float],
+                      fields: Sequence[str] | None = None) -> dict[str, Any]:
     """The record of a finished run (JSON-ready): options, base model, versions, what was run.
 
-    Options are recorded as given (trainer fields: the recipe's and the user's, as run), except
-    that absolute local paths keep only their last part.
+    Options are recorded as given (trainer fields: ``fields``, the recipe's and the user's, as
+    run; default: read now with :func:`~skinvl.training_recipe.sft_values`), except that absolute
+    local paths keep only their last part.
     """
+    if fields is None:
+        from .training_recipe import sft_values
+
+        fields = sorted(sft_values(options))
     args, state = trainer.args, trainer.state
     base = getattr(trainer.model, "get_base_model", lambda: trainer.model)()
     kind = _base_model_kind(options.model)
     revision = getattr(base.config, "_commit_hash", None) if kind == "hub" else None
     return {
-        "options": _recorded_options(options, args),
+        "options": _recorded_options(options, args, fields),
         "base_model": _without_local_roots(options.model),
         "base_model_kind": kind,
         "base_model_revision": revision,
@@ -188,9 +193,10 @@ merged = model.merge_and_unload()  # or train with --merge for a merged checkpoi
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 
-def write_run_record(options: Any, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
+def write_run_record(options: Any, trainer: Any, metrics: dict[str, float],
+                     fields: Sequence[str] | None = None) -> dict[str, Any]:
     """Write ``training_settings.json`` and the README into the adapter folder; returns them."""
-    settings = training_settings(options, trainer, metrics)
+    settings = training_settings(options, trainer, metrics, fields)
     folder = Path(options.output)
     (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     (folder / "README.md").write_text(adapter_card(settings), encoding="utf-8")  # replaces peft's

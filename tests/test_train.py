@@ -707,3 +707,23 @@ def test_fsdp_without_an_accelerator_refuses_at_start(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("skinvl train: FSDP needs GPUs") and "print-accelerate-config ddp" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_record_keeps_the_recipe_read_at_the_start(release, tmp_path):
+    """The recipe file may be edited or deleted while a run trains: the record says what ran."""
+    from transformers import TrainerCallback
+
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("weight_decay: 0.02\nmax_steps: 1\n")
+
+    class DeleteRecipe(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            recipe.unlink()
+
+    options = TrainOptions(model="skinvl-tiny", data=[str(release)], configs=["vqa"], output=str(tmp_path / "lora"),
+                           recipe=str(recipe), training_args=dict(per_device_train_batch_size=2, report_to="none"))
+    train(options, callbacks=[DeleteRecipe()])
+    import json
+
+    settings = json.loads((tmp_path / "lora" / "training_settings.json").read_text())
+    assert not recipe.exists() and settings["options"]["weight_decay"] == 0.02 and settings["options"]["max_steps"] == 1
