@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,23 +84,32 @@ def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return docs
 
 
-def _model_mismatch(doc: dict[str, Any], folder: Path, repo_id: str) -> str | None:
-    """Why a result's model is not this card's (weights hash, Hub id or folder differ); None when it is."""
-    from skinvl.inference.loading import weights_hash
+def _model_info(doc: dict[str, Any]) -> dict[str, Any]:
+    info = doc.get("model_info")
+    return info if isinstance(info, dict) else {}  # results.json is input: anything may be there
 
-    info = doc.get("model_info") if isinstance(doc.get("model_info"), dict) else {}
+
+def _model_mismatch(doc: dict[str, Any], folder: Path, repo_id: str, own_hash: Callable[[], str | None]) -> tuple[str, str | None]:
+    """``("verified" | "differs" | "unverifiable", why it differs)`` for one result and this card's model.
+
+    ``own_hash`` gives the folder's weights hash (computed once, only when a result recorded one).
+    """
+    info = _model_info(doc)
     label = f"results {doc.get('name') or doc.get('model') or '(unnamed)'}"
     recorded = info.get("weights_blake2b")
-    own = weights_hash(str(folder)) if recorded else None
+    own = own_hash() if recorded else None
     if recorded and own:
-        return None if recorded == own else f"{label}: model weights blake2b {recorded} differ from {folder}'s {own}"
+        if recorded == own:
+            return "verified", None
+        return "differs", f"{label}: model weights blake2b {recorded} differ from {folder}'s {own}"
     name = info.get("model") or doc.get("model")
     if name and hub_id(name):
-        return None if name == repo_id else f"{label}: made with model {name}, not {repo_id}"
+        return ("verified", None) if name == repo_id else ("differs", f"{label}: made with model {name}, not {repo_id}")
     if name and Path(str(name)).is_dir():
-        same = Path(str(name)).resolve() == folder.resolve()
-        return None if same else f"{label}: made with model folder {name}, not {folder}"
-    return None
+        if Path(str(name)).resolve() == folder.resolve():
+            return "verified", None
+        return "differs", f"{label}: made with model folder {name}, not {folder}"
+    return "unverifiable", None
 
 
 def check_results_model(docs: Sequence[dict[str, Any]], folder: str | Path, repo_id: str, *, force: bool = False) -> None:
@@ -108,16 +117,22 @@ def check_results_model(docs: Sequence[dict[str, Any]], folder: str | Path, repo
 
     With ``force`` each such result is kept and its card table says the model differs. Results whose
     model cannot be verified (a served model, answers scored from a file, a preset) pass with a warning.
+    The folder's weights are hashed at most once, and only when a result recorded a hash.
     """
+    import functools
     import warnings
 
+    from skinvl.inference.loading import weights_hash
+
+    folder = Path(folder)
+    own_hash = functools.cache(lambda: weights_hash(str(folder)))
     for doc in docs:
-        problem = _model_mismatch(doc, Path(folder), repo_id)
+        status, problem = _model_mismatch(doc, folder, repo_id, own_hash)
         if problem and not force:
             raise _bad_input(f"{problem}; publish results of this model only, or pass --force (the card then says so)")
         if problem:
             doc["model_differs"] = problem
-        elif not (doc.get("model_info") or {}).get("weights_blake2b") and not hub_id(doc.get("model")):
+        elif status == "unverifiable":
             warnings.warn(f"results {doc.get('name') or '(unnamed)'}: the model cannot be verified against {folder} "
                           "(no weights hash or Hub id recorded)", UserWarning, stacklevel=2)
 

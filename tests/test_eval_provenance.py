@@ -57,6 +57,22 @@ def test_card_refuses_results_of_another_model_unless_forced(folder):
         assert "Published with --force" in card
     with pytest.warns(UserWarning, match="cannot be verified"):
         check_results_model([_doc(model=None)], folder, "me/skinvl-ft")
+    # verified by Hub id through model_info: no false warning; a malformed model_info is no traceback
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_results_model([_doc(model_info={"model": "me/skinvl-ft"})], folder, "me/skinvl-ft")
+    with pytest.warns(UserWarning, match="cannot be verified"):
+        check_results_model([_doc(model_info="oops")], folder, "me/skinvl-ft")
+    # several results with hashes: the folder's weights are read once
+    from unittest import mock
+
+    import skinvl.inference.loading as loading
+
+    with mock.patch.object(loading, "weights_hash", wraps=loading.weights_hash) as hashed:
+        check_results_model([same, same, same], folder, "me/skinvl-ft")
+    assert hashed.call_count == 1
 
 
 def test_push_refuses_before_uploading(folder, tmp_path, capsys):
