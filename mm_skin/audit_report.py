@@ -145,17 +145,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         groups, near = found["exact_groups"], found["near_pairs"]
         lines += [f"**{field}**: {len(groups)} texts occur in 2+ rows ({sum(g['rows'] for g in groups)} "
                   f"rows); {len(near)} near pairs.", ""]
-        lines += [f"- {g['rows']} rows: \"{g['text'][:120]}\"" for g in groups[:_LISTED_TEXTS]]
-        lines += [f"- near ({p['jaccard']}): \"{p['a'][:80]}\" ~ \"{p['b'][:80]}\"" for p in near[:_LISTED_TEXTS]]
+        lines += [f"- {g['rows']} rows: \"{card_text(g['text'][:120])}\"" for g in groups[:_LISTED_TEXTS]]
+        lines += [f"- near ({p['jaccard']}): \"{card_text(p['a'][:80])}\" ~ \"{card_text(p['b'][:80])}\""
+                  for p in near[:_LISTED_TEXTS]]
         lines += [""]
     for folder in report["summary"]["against"].values():
-        lines += [f"`--against {folder['folder']}`: {folder['images']} images read, "
+        lines += [f"`--against {card_code(folder['folder'])}`: {folder['images']} images read, "
                   f"{folder.get('same_image_id', 0)} with an image id of the dataset; skipped: "
                   f"{folder['skipped'] or 'nothing'}.", ""]
     conflicts = report.get("label_conflicts") or []
     lines += ["## Label conflicts", "", f"{len(conflicts)} images (by id or exact twin) carry two different "
               "labels" + (":" if conflicts else "."), ""]
-    lines += [f"- {c['scope']}: " + "; ".join(f"`{m['image_id']}` {m['config']} = {m['label']!r}" for m in c["images"][:4])
+    lines += [f"- {c['scope']}: " + "; ".join(f"`{card_code(m['image_id'])}` {card_text(m['config'])} = {card_text(repr(m['label']))}"
+                                          for m in c["images"][:4])
               for c in conflicts[:_LISTED_TEXTS]]
     lines += [""] if conflicts else []
     if report["errors"] or report["conflicts"]:

@@ -72,3 +72,18 @@ def test_audit_section_and_audit_md_escape_folder_split_and_image_names():
     snippet = section.split("```python", 1)[1].split("```", 1)[0]
     compile(snippet, "card-snippet", "exec")
     assert "os.system" not in snippet.replace('\\"', "").split('"vqa"', 1)[1]
+
+
+def test_benchmark_card_escapes_class_names_from_folder_names(tmp_path):
+    import benchmark_layouts as layouts
+
+    from mm_skin.benchmarks.write import build_benchmark
+
+    source = layouts.dermnet(tmp_path / "d")
+    hostile = "<b>x | [click](javascript:alert(1))"  # a folder name: no slash
+    for split in ("train", "test"):
+        (source / split / "Eczema Photos").rename(source / split / hostile)
+    build_benchmark("dermnet", source, tmp_path / "out")
+    body = (tmp_path / "out" / "README.md").read_text(encoding="utf-8").split("---", 2)[2]
+    table = next(line for line in body.splitlines() if line.startswith("| `"))
+    assert _raw_markup(body) == [] and "&lt;b&gt;" in table and "\\|" in table

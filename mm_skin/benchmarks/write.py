@@ -39,6 +39,7 @@ from mm_skin.images import read_images_ordered
 from mm_skin.parquet import ShardedParquetWriter, parse_size
 from mm_skin.report import REPORT_FILE, BuildReport, ReleaseError
 from mm_skin.tables import binary_array
+from mm_skin.untrusted import card_text
 
 #: optional columns, in card order, with their Arrow-side feature
 EXTRA_COLUMNS = {"skin_type": Value("string"), "age": Value("int32"), "sex": Value("string"), "site": Value("string"),
@@ -240,4 +241,6 @@ def card(folder: Path, benchmark: Benchmark, shards: dict[str, dict[str, list[st
 
     return render_template(CARD_TEMPLATE, benchmark=benchmark, configs_yaml=dump({"configs": configs}),
                            dataset_info_yaml=dump({"dataset_info": infos}), written=report.written,
-                           classes=classes, columns=columns, split=result, skipped=len(report.skipped))
+                           # class names come from the publisher's files and folders: data, escaped
+                           classes={c: [card_text(n) for n in names] for c, names in classes.items()},
+                           columns=columns, split=result, skipped=len(report.skipped))
