@@ -75,6 +75,21 @@ def arrow_nbytes(path: Path) -> int:
     return sum(parquet.read_row_group(i).nbytes for i in range(parquet.num_row_groups))
 
 
+def split_info_yaml(features: Any, rows: dict[str, int], file_bytes: dict[str, int],
+                    arrow_bytes: dict[str, int]) -> dict[str, Any]:
+    """One config's ``dataset_info`` YAML as ``datasets`` writes it: rows and in-memory Arrow bytes
+    per split (``num_bytes``, :func:`arrow_nbytes`), the Parquet files' size as ``download_size``."""
+
+    info = datasets.DatasetInfo(
+        features=features,
+        splits=datasets.SplitDict(
+            {s: datasets.SplitInfo(name=s, num_examples=rows[s], num_bytes=arrow_bytes[s]) for s in rows}),
+        download_size=sum(file_bytes.values()),  # the Parquet files
+        dataset_size=sum(arrow_bytes.values()),  # in memory, as loaded
+    )
+    return info._to_yaml_dict()
+
+
 def compute_statistics(folder: Path, shards: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
     """Statistics read back from the written Parquet files (text columns only, no image bytes)."""
     stats: dict[str, Any] = {"rows": {}, "bytes": {}, "nbytes": {}, "modality": {}, "textbook": {}, "lengths": {}}
@@ -177,15 +192,9 @@ def _card_configs(shards: dict[str, dict[str, list[str]]], stats: dict[str, Any]
             entry["default"] = True
         entry["data_files"] = [{"split": s, "path": shards[cfg][s]} for s in SPLITS if s in shards[cfg]]
         configs.append(entry)
-        info = datasets.DatasetInfo(
-            features=features_for(cfg),
-            splits=datasets.SplitDict(
-                {s: datasets.SplitInfo(name=s, num_examples=stats["rows"][cfg][s], num_bytes=stats["nbytes"][cfg][s]) for s in shards[cfg]}
-            ),
-            download_size=sum(stats["bytes"][cfg].values()),  # the Parquet files
-            dataset_size=sum(stats["nbytes"][cfg].values()),  # in memory, as loaded
-        )
-        infos.append({"config_name": cfg, **info._to_yaml_dict()})
+        rows = {s: stats["rows"][cfg][s] for s in shards[cfg]}
+        infos.append({"config_name": cfg, **split_info_yaml(features_for(cfg), rows, stats["bytes"][cfg],
+                                                            stats["nbytes"][cfg])})
     return configs, infos
 
 

@@ -253,3 +253,22 @@ def test_test_file_moves_the_rest_of_a_patient_to_test(tmp_path):
     assert result.counts["diagnostic"] == {"train": 6, "test": 3}
     report = json.loads((tmp_path / "out" / "build_report.json").read_text())
     assert report["split"]["moved_rows"] == result.split.moved
+
+
+def test_card_sizes_are_what_datasets_computes(tmp_path):
+    """num_bytes as datasets' Parquet builder computes it for the same files (rows in Arrow memory)."""
+    import shutil
+
+    import yaml
+    from huggingface_hub import DatasetCard
+
+    build_benchmark("ddi", layouts.ddi(tmp_path / "ddi"), tmp_path / "out")
+    card = DatasetCard.load(tmp_path / "out" / "README.md").data.to_dict()
+    ours = {info["config_name"]: info for info in card.pop("dataset_info")}
+    bare = Path(shutil.copytree(tmp_path / "out", tmp_path / "bare"))
+    (bare / "README.md").write_text(f"---\n{yaml.safe_dump(card)}---\n", encoding="utf-8")
+    for config, info in ours.items():
+        builder = datasets.load_dataset_builder(str(bare), config, cache_dir=str(tmp_path / "cache"))
+        builder.download_and_prepare()
+        assert {s["name"]: s["num_bytes"] for s in info["splits"]} == {
+            name: split.num_bytes for name, split in builder.info.splits.items()}, config

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from datasets import ClassLabel, DatasetInfo, Features, Image, SplitDict, SplitInfo, Value
+from datasets import ClassLabel, Features, Image, Value
 
 from mm_skin.benchmarks import BENCHMARKS
 from mm_skin.benchmarks.authors import read_test_file, require_test_file
@@ -34,7 +34,7 @@ from mm_skin.benchmarks.splits import (
     test_file_split,
 )
 from mm_skin.build import guarded_output
-from mm_skin.card import render_template
+from mm_skin.card import arrow_nbytes, render_template, split_info_yaml
 from mm_skin.images import read_images_ordered
 from mm_skin.parquet import ShardedParquetWriter, parse_size
 from mm_skin.report import REPORT_FILE, BuildReport, ReleaseError
@@ -214,10 +214,8 @@ def _info(folder: Path, files: dict[str, list[str]], features: Features, rows: d
     """The card's ``dataset_info`` entry of one config: features and rows / bytes per split
     (``mm-skin push`` checks the rows against the Parquet footers)."""
     size = {s: sum((folder / f).stat().st_size for f in paths) for s, paths in files.items()}
-    info = DatasetInfo(features=features, splits=SplitDict(
-        {s: SplitInfo(name=s, num_examples=rows[s], num_bytes=size[s]) for s in files}),
-        download_size=sum(size.values()), dataset_size=sum(size.values()))
-    return info._to_yaml_dict()
+    memory = {s: sum(arrow_nbytes(folder / f) for f in paths) for s, paths in files.items()}
+    return split_info_yaml(features, {s: rows[s] for s in files}, size, memory)
 
 
 def card(folder: Path, benchmark: Benchmark, shards: dict[str, dict[str, list[str]]], classes: dict[str, list[str]],
