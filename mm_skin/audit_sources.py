@@ -112,16 +112,13 @@ def source_row(config: str, split: str, index: int, record: dict[str, Any],
 def parquet_label_names(path: Path) -> list[str] | None:
     """The class names of a Parquet file's ``label`` ClassLabel (from the features ``datasets``
     stores in the schema metadata), or None."""
-    import json
+    import datasets
 
-    metadata = pq.read_schema(path).metadata or {}
     try:
-        features = json.loads(metadata.get(b"huggingface", b"{}"))["info"]["features"]
-    except (ValueError, KeyError, TypeError):
+        label = datasets.Features.from_arrow_schema(pq.read_schema(path)).get("label")
+    except (ValueError, KeyError, TypeError):  # metadata written by something else
         return None
-    label = features.get("label") if isinstance(features, dict) else None
-    names = label.get("names") if isinstance(label, dict) and label.get("_type") == "ClassLabel" else None
-    return names if isinstance(names, list) else None
+    return list(label.names) if isinstance(label, datasets.ClassLabel) else None
 
 
 def _inside(root: Path, relative: str, what: str) -> list[Path]:

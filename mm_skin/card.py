@@ -241,10 +241,10 @@ LICENSE_FILE = "LICENSE.md"  # the card's license_link (the Hub's convention for
 
 def license_file(card: str) -> str:
     """The LICENSE.md a build writes beside its card: the card's ``license_details``, as Markdown."""
-    import yaml
+    from huggingface_hub import DatasetCard
 
-    data = yaml.safe_load(card.split("---", 2)[1])
-    return f"# Licence of this dataset: {data['license_name']}\n\n{data['license_details'].strip()}\n"
+    data = DatasetCard(card).data  # the front matter, read as the Hub reads it
+    return f"# Licence of this dataset: {data.license_name}\n\n{data.license_details.strip()}\n"
 
 
 def render_dataset_card(context: dict[str, Any], audit_summary: dict[str, Any] | None = None) -> str:
