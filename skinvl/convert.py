@@ -351,9 +351,8 @@ def _check_destination(dst: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{dst} exists and is not empty; choose a new folder or pass --overwrite.")
 
 
-def _refuse_overlap(dst: Path, ckpt: OriginalCheckpoint) -> None:
+def _refuse_overlap(dst: Path, sources: list[Path]) -> None:
     """DST must not be, contain or lie inside what is read (the source, a local CLIP folder)."""
-    sources = [ckpt.folder] + ([Path(ckpt.vision_source)] if Path(ckpt.vision_source).is_dir() else [])
     for source in sources:
         if is_inside(dst, source) or is_inside(source, dst):
             raise ValueError(
@@ -460,14 +459,13 @@ def convert(
     _check_destination(dst, overwrite)  # before reading anything
     model_type = _source_model_type(src)
     if model_type != LlavaMistralConfig.model_type:
-        if Path(src).is_dir() and (is_inside(dst, src) or is_inside(src, dst)):
-            raise ValueError(f"DST {dst} is, contains or lies inside the source folder {Path(src).resolve()}: "
-                             "converting would overwrite what it reads; choose a DST outside it.")
+        _refuse_overlap(dst, [Path(src)] if Path(src).is_dir() else [])
         return _in_fresh_folder(dst, overwrite, lambda work: _convert_loaded(
             str(src), work, model_type, format=format, dtype=dtype, template=template,
             image_aspect_ratio=image_aspect_ratio, vision_tower=vision_tower))
     ckpt = inspect_original(src, vision_tower=vision_tower, template=template)
-    _refuse_overlap(dst, ckpt)
+    tower = Path(ckpt.vision_source)
+    _refuse_overlap(dst, [ckpt.folder] + ([tower] if tower.is_dir() else []))
     entries = plan_conversion(ckpt, dtype=parse_dtype(dtype))
     ckpt.skinvl_config.dtype = entries[0].dtype
     if max_shard_size is None:

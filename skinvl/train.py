@@ -60,6 +60,7 @@ from typing import Any
 from mm_skin.cli import ExitCode, add_command, print_problem
 
 from .inference.families import family_of
+from .inference.prompts import read_template_file
 from .processing_skinvl import PROMPT_TEMPLATES, TRAINING_TEMPLATE
 from .training_data import (
     MIX_STOPPING,
@@ -377,7 +378,7 @@ def build_trainer(options: TrainOptions, callbacks: Sequence[Any] = ()) -> Any:
     args.assistant_only_loss = masking.kind == "assistant_only"
     args.completion_only_loss = masking.kind == "completion_only"
     if options.chat_template:  # TRL's checks see it, and the saved processor carries it
-        processor.chat_template = Path(options.chat_template).read_text(encoding="utf-8")
+        processor.chat_template = read_template_file(options.chat_template)  # checked: regular, UTF-8, <= 1 MB
     with args.main_process_first(desc="preparing the training data"):
         data = load_conversations(
             options.data, options.configs, split=options.split, mix=options.mix,

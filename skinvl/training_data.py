@@ -298,12 +298,14 @@ def loss_masking(
     """
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
+    from .inference.prompts import read_template_file
+
     if file is not None:
         if not Path(file).is_file() or not file.endswith((".jinja", ".j2")):
             raise ValueError(
                 f"--chat-template {file}: not a .jinja/.j2 file; pass a Jinja chat template"
             )
-        template, source = Path(file).read_text(encoding="utf-8"), f"--chat-template {Path(file).name}"
+        template, source = read_template_file(file), f"--chat-template {Path(file).name}"
     else:
         templates = processor.chat_template
         if not isinstance(templates, dict):
