@@ -144,15 +144,14 @@ class LocalJudge:
 
 def _is_image_text_to_text(path: str, trust_remote_code: bool) -> bool:
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
     import skinvl  # noqa: F401  (registers SkinVL and the authors' format with AutoConfig)
+    from skinvl.inference.loading import is_image_text_to_text
     from skinvl.presets import PRESET_NAMES
 
     if path in PRESET_NAMES:
         return True
-    model_type = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type
-    return model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or model_type in ("skinvl", "llava_mistral")
+    return is_image_text_to_text(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type)
 
 
 def _load_local(path: str, *, dtype: str | None, device_map: str | None,

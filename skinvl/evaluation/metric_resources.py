@@ -27,13 +27,19 @@ BERT_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "special
               "vocab.txt", "model.safetensors"]  # fmt: skip
 
 
+def skinvl_cache_home() -> Path:
+    """skinvl's cache folder: ``$SKINVL_CACHE``, else ``$XDG_CACHE_HOME/skinvl``, else ``~/.cache/skinvl``
+    (an empty variable counts as unset)."""
+    if os.environ.get("SKINVL_CACHE"):
+        return Path(os.environ["SKINVL_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skinvl"
+
+
 def metrics_home() -> Path:
-    """``$SKINVL_METRICS_HOME``, else ``metrics`` in skinvl's cache (``$SKINVL_CACHE``, else
-    ``$XDG_CACHE_HOME/skinvl``, else ``~/.cache/skinvl``: the probe's feature cache rule)."""
+    """``$SKINVL_METRICS_HOME``, else ``metrics`` in :func:`skinvl_cache_home`."""
     if os.environ.get(HOME_ENV):
         return Path(os.environ[HOME_ENV]).expanduser()
-    cache = os.environ.get("SKINVL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skinvl"
-    return Path(cache) / "metrics"
+    return skinvl_cache_home() / "metrics"
 
 
 def prepared_nltk_data(home: Path | None = None) -> list[str]:
@@ -68,4 +74,4 @@ def cap_tokenizer_length(tokenizer: Any, model: Any) -> None:
 
 
 __all__ = ["BERTSCORE_FOLDER", "BERT_FILES", "HOME_ENV", "NLTK_FOLDER", "bertscore_folder", "cap_tokenizer_length",
-           "metrics_home", "prepared_nltk_data", "resolve_bertscore_model"]
+           "metrics_home", "prepared_nltk_data", "resolve_bertscore_model", "skinvl_cache_home"]

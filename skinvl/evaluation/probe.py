@@ -53,8 +53,9 @@ ECE_BINS = 15
 
 def default_cache_dir() -> Path:
     """``$SKINVL_CACHE`` or ``$XDG_CACHE_HOME/skinvl`` (``~/.cache/skinvl``), + ``probe-features``."""
-    base = os.environ.get("SKINVL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "skinvl"
-    return Path(base) / "probe-features"
+    from skinvl.evaluation.metric_resources import skinvl_cache_home
+
+    return skinvl_cache_home() / "probe-features"
 
 
 def model_key(model, processor) -> str:

@@ -98,15 +98,22 @@ def _load_checkpoint(name_or_path: str, *, vision_tower: str | None, revision: s
     return model, processor
 
 
-def _refuse_other_tasks(name_or_path: str, model_type: str | None) -> None:
-    """A local checkpoint whose model_type AutoModelForImageTextToText cannot load fails here, naming the file."""
+def is_image_text_to_text(model_type: str) -> bool:
+    """Whether the loader takes ``model_type``: any AutoModelForImageTextToText type, SkinVL, the authors' format."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
     from skinvl.configuration_skinvl import SkinVLConfig
-    from skinvl.original_format import LlavaMistralConfig, read_json_object
+    from skinvl.original_format import LlavaMistralConfig
 
-    known = {*MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES, SkinVLConfig.model_type, LlavaMistralConfig.model_type}
-    if model_type is None or model_type in known:
+    return model_type in {*MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES, SkinVLConfig.model_type,
+                          LlavaMistralConfig.model_type}
+
+
+def _refuse_other_tasks(name_or_path: str, model_type: str | None) -> None:
+    """A local checkpoint whose model_type AutoModelForImageTextToText cannot load fails here, naming the file."""
+    from skinvl.original_format import read_json_object
+
+    if model_type is None or is_image_text_to_text(model_type):
         return
     config_file = Path(name_or_path) / "config.json"
     auto_map = read_json_object(config_file).get("auto_map") or {}
