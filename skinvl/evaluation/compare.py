@@ -36,7 +36,7 @@ from typing import Any
 
 from mm_skin.csv_files import dict_rows
 from skinvl.evaluation import bootstrap, report
-from skinvl.evaluation.provenance_header import provenance_header
+from skinvl.evaluation.provenance_header import provenance_items
 from skinvl.evaluation.scoring import HEADLINE_METRICS, PAPER_BLEU_WEIGHTS, first_word
 
 VQA_CI = HEADLINE_METRICS
@@ -472,9 +472,9 @@ def runs_header(runs: Sequence[Run]) -> list[str]:
 
     lines = []
     for run in runs:
-        head = dict(line.split(": ", 1) for line in provenance_header(run.doc).splitlines() if ": " in line)
-        lines.append(f"- {run.name}{' (blind)' if run.doc.get('blind') else ''}: model {head.get('- Model')}; dataset "
-                     f"{head.get('- Dataset')}; decoding {head.get('- Decoding')}; judge {head.get('- Judge')}")
+        head = provenance_items(run.doc)
+        lines.append(f"- {run.name}{' (blind)' if run.doc.get('blind') else ''}: model {head['Model']}; dataset "
+                     f"{head['Dataset']}; decoding {head['Decoding']}; judge {head['Judge']}")
     return [*lines, f"- Tool: skinvl {__version__}; date: {now()}"]
 
 

@@ -37,7 +37,7 @@ from skinvl.evaluation.endpoint import EndpointError, EndpointOptions
 from skinvl.evaluation.judge_rubrics import AXES, Rubric, load_rubric, parse_reply
 from skinvl.evaluation.judge_trust import agreement, read_human, verbosity_items, verbosity_summary
 from skinvl.evaluation.judges import EndpointJudge, LocalJudge, VerdictCache, cache_key
-from skinvl.evaluation.provenance_header import provenance_header
+from skinvl.evaluation.provenance_header import provenance_items
 from skinvl.evaluation.runs import now
 
 CACHE = "judge_cache.jsonl"
@@ -257,7 +257,7 @@ def _write(run: Run, records: Sequence[dict[str, Any]], kind: str, section: dict
     report.write_results_json(run.folder, {k: v for k, v in doc.items() if k != "schema_version"})
     markdown = run.folder / "results.md"
     text = markdown.read_text(encoding="utf-8") if markdown.is_file() else ""
-    judge_line = next(line for line in provenance_header(doc).splitlines() if line.startswith("- Judge:"))
+    judge_line = f"- Judge: {provenance_items(doc)['Judge']}"
     text = re.sub(r"^- Judge: .*$", lambda _: judge_line, text, count=1, flags=re.MULTILINE)  # the header's line
     report.write_markdown(run.folder, text.split(f"\n{SECTION}")[0].rstrip() + "\n\n" + judge_markdown(doc))
 

@@ -62,23 +62,28 @@ def _judge(doc: dict[str, Any]) -> str:
     return f"`{judge.get('id')}`, rubric {rubric.get('name')} ({rubric.get('hash')})"
 
 
-def provenance_header(doc: dict[str, Any]) -> str:
-    """The Markdown block (a bullet list) that opens results.md, from its results.json payload."""
+def provenance_items(doc: dict[str, Any]) -> dict[str, str]:
+    """What identifies a run, by label (Model, Dataset, Split, Decoding, Judge, Blind run, Tool), from
+    its results.json payload: the lines of :func:`provenance_header`, for other tables to quote."""
     from mm_skin import __version__
     from skinvl.evaluation.runs import now
 
     decoding = doc.get("decoding")
     blind = doc.get("blind")
-    lines = [
-        f"- Model: {_model(doc)}",
-        f"- Dataset: {_dataset(doc)}",
-        f"- Split: {doc.get('split') or NOT_RECORDED}; protocol: {doc.get('protocol') or NOT_RECORDED}",
-        f"- Decoding: {json.dumps(decoding, sort_keys=True) if decoding else NOT_RECORDED}",
-        f"- Judge: {_judge(doc)}",
-        *([f"- **Blind run**: image {blind['image']} ({blind['how']})"] if blind else []),
-        f"- Tool: skinvl {__version__}; date: {doc.get('finished_at') or doc.get('created_at') or now()}",
-    ]
-    return "\n".join(lines)
+    return {
+        "Model": _model(doc),
+        "Dataset": _dataset(doc),
+        "Split": f"{doc.get('split') or NOT_RECORDED}; protocol: {doc.get('protocol') or NOT_RECORDED}",
+        "Decoding": json.dumps(decoding, sort_keys=True) if decoding else NOT_RECORDED,
+        "Judge": _judge(doc),
+        **({"**Blind run**": f"image {blind['image']} ({blind['how']})"} if blind else {}),
+        "Tool": f"skinvl {__version__}; date: {doc.get('finished_at') or doc.get('created_at') or now()}",
+    }
 
 
-__all__ = ["NOT_RECORDED", "provenance_header", "synthetic_data"]
+def provenance_header(doc: dict[str, Any]) -> str:
+    """The Markdown block (a bullet list) that opens results.md, from its results.json payload."""
+    return "\n".join(f"- {label}: {value}" for label, value in provenance_items(doc).items())
+
+
+__all__ = ["NOT_RECORDED", "provenance_header", "provenance_items", "synthetic_data"]
