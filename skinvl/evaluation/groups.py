@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from skinvl.evaluation.bootstrap import Resampling, cluster_index
+
 RESAMPLES = 1000
 CONFIDENCE = 0.95
 MIN_GROUP = 10
@@ -42,33 +44,23 @@ def auroc(truth: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean([roc_auc_score(truth == c, proba[:, c]) for c in present]))
 
 
-def _interval(values: list[float]) -> list[float | None]:
-    finite = np.array([v for v in values if np.isfinite(v)])
-    if len(finite) == 0:
-        return [None, None]
-    tail = (1 - CONFIDENCE) / 2 * 100
-    return [float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))]
-
-
 def _one_group(truth: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, images: np.ndarray,
-               rng: np.random.Generator) -> dict[str, Any]:
+               seed: int) -> dict[str, Any]:
     metrics = {"accuracy": lambda i: float(np.mean(truth[i] == pred[i])),
                "balanced_accuracy": lambda i: _balanced(truth[i], pred[i])}
     if proba is not None:
         metrics["auroc"] = lambda i: auroc(truth[i], proba[i])
     everything = np.arange(len(truth))
-    unique, inverse, counts = np.unique(images, return_inverse=True, return_counts=True)
-    if len(unique) == len(truth):  # one row per image: draw rows
-        draws = [rng.integers(0, len(truth), len(truth)) for _ in range(RESAMPLES)]
-    else:  # an image's rows are drawn together
-        members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
-        draws = [np.concatenate([members[k] for k in rng.integers(0, len(unique), len(unique))])
-                 for _ in range(RESAMPLES)]
-    out: dict[str, Any] = {"n": len(truth), "images": len(unique)}
+    # The evaluation's one resampler: an image's rows are drawn together (the counts become row indices,
+    # since AUROC and balanced accuracy need the rows themselves).
+    resampling = Resampling(RESAMPLES, seed, CONFIDENCE, cluster_index(list(images))[0])
+    draws = [np.repeat(everything, counts.astype(int)) for block in resampling.blocks(len(truth)) for counts in block]
+    out: dict[str, Any] = {"n": len(truth), "images": len(set(images))}
     for name, metric in metrics.items():
         value = metric(everything)
+        low, high = resampling.bounds(np.array([metric(d) for d in draws], dtype=float))
         out[name] = {"value": value if np.isfinite(value) else None,
-                     "ci": _interval([metric(d) for d in draws])}
+                     "ci": [float(low) if np.isfinite(low) else None, float(high) if np.isfinite(high) else None]}
     return out
 
 
@@ -84,11 +76,10 @@ def group_metrics(truth: Sequence[str], pred: Sequence[str | None], classes: Seq
     p = np.array([index.get(x, -1) if x is not None else -1 for x in pred])
     names = np.array([UNKNOWN if g is None or str(g).strip() == "" else str(g) for g in groups], dtype=object)
     ids = np.array(list(image_ids), dtype=object)
-    rng = np.random.default_rng(seed)
     per_group = {}
     for g in sorted(set(names), key=lambda s: (s == UNKNOWN, s)):
         rows = np.flatnonzero(names == g)
-        per_group[g] = _one_group(y[rows], p[rows], None if proba is None else proba[rows], ids[rows], rng)
+        per_group[g] = _one_group(y[rows], p[rows], None if proba is None else proba[rows], ids[rows], seed)
     return {"column": column, "resamples": RESAMPLES, "confidence": CONFIDENCE, "resampled": "images",
             "min_group_for_gap": MIN_GROUP, "groups": per_group, "gaps": _gaps(per_group)}
 
