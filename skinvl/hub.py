@@ -70,6 +70,14 @@ def _read_json(path: Path) -> Any:
         raise _refuse(f"{path}: not valid UTF-8 JSON ({exc})") from None
 
 
+def _read_config(folder: Path) -> dict[str, Any]:
+    """``folder/config.json`` as a JSON object; a one-line :class:`PushError` otherwise."""
+    config = _read_json(folder / "config.json")
+    if not isinstance(config, dict):
+        raise _refuse(f"{folder / 'config.json'}: expected a JSON object, found {type(config).__name__}")
+    return config
+
+
 def _check_weights(path: Path, names: set[str], skipped: dict[str, str]) -> None:
     """safetensors weights, every shard of the index present, no pickles."""
     if names & set(_PICKLE_WEIGHTS) or any(n.startswith("pytorch_model-") for n in names):
@@ -125,9 +133,7 @@ def inspect_model_folder(
     skipped = {s.path: s.reason for s in selection.skipped}
     if "config.json" not in names:
         raise _refuse(f"{path}: config.json is missing; save the model with model.save_pretrained({str(path)!r})")
-    config = _read_json(path / "config.json")
-    if not isinstance(config, dict):
-        raise _refuse(f"{path / 'config.json'}: expected a JSON object, found {type(config).__name__}")
+    config = _read_config(path)
     _check_weights(path, names, skipped)
     if not ({"processor_config.json", "preprocessor_config.json"} & names):
         raise _refuse(f"{path}: no processor_config.json / preprocessor_config.json; save the processor too: "
@@ -250,7 +256,22 @@ def push_space_folder(
 
 # --------------------------------------------------------------------------- CLI
 @dataclasses.dataclass(kw_only=True)
-class PushOptions:
+class CardContentOptions:
+    """What goes into a model card beyond the folder: shared by ``skinvl push`` and ``skinvl card``."""
+
+    results: list[str] = dataclasses.field(default_factory=list, metadata={
+        "metavar": "RESULTS_JSON", "help": "results.json file(s) from `skinvl eval`; fill the card's model-index and tables"})
+    base_model: str | None = dataclasses.field(default=None, metadata={
+        "help": "base_model recorded in the card (default: the one training_settings.json records, else none)"})
+    dataset: list[str] = dataclasses.field(default_factory=list, metadata={
+        "metavar": "REPO_ID", "help": "training dataset id(s) recorded in the card (default: the Hub ids training "
+        "recorded, else none)"})
+    force: bool = dataclasses.field(default=False, metadata={
+        "help": "accept --results made with another model than FOLDER's (the card says so); refused otherwise"})
+
+
+@dataclasses.dataclass(kw_only=True)
+class PushOptions(CardContentOptions):
     """Options of ``skinvl push``."""
 
     folder: str = dataclasses.field(metadata={
@@ -262,19 +283,10 @@ class PushOptions:
     revision: str | None = dataclasses.field(
         default=None, metadata={"help": "branch to commit to (created from main if missing)"})
     commit_message: str | None = dataclasses.field(default=None, metadata={"help": "commit title"})
-    results: list[str] = dataclasses.field(default_factory=list, metadata={
-        "metavar": "RESULTS_JSON", "help": "results.json file(s) from `skinvl eval`; fill the card's model-index and tables"})
-    base_model: str | None = dataclasses.field(default=None, metadata={
-        "help": "base_model recorded in the card (default: the one training_settings.json records, else none)"})
-    dataset: list[str] = dataclasses.field(default_factory=list, metadata={
-        "metavar": "REPO_ID", "help": "training dataset id(s) recorded in the card (default: the Hub ids training "
-        "recorded, else none)"})
     endpoint: str | None = dataclasses.field(
         default=None, metadata={"help": "Hub URL (default: HF_ENDPOINT or https://huggingface.co)"})
     keep_remote_files: bool = dataclasses.field(
         default=False, metadata={"help": "do not delete files of the branch that are absent from FOLDER"})
-    force: bool = dataclasses.field(default=False, metadata={
-        "help": "publish --results made with another model than FOLDER's (the card says so); refused otherwise"})
 
 
 def run(options: PushOptions) -> int:
@@ -294,24 +306,16 @@ def run(options: PushOptions) -> int:
 
 
 @dataclasses.dataclass(kw_only=True)
-class CardOptions:
+class CardOptions(CardContentOptions):
     """Options of ``skinvl card``."""
 
     folder: str = dataclasses.field(metadata={
         "positional": True, "help": "checkpoint folder (config.json, safetensors weights, training_settings.json)"})
     repo_id: str | None = dataclasses.field(default=None, metadata={
         "help": "the Hub id the card's loading code names (default: OWNER/<folder name>)"})
-    results: list[str] = dataclasses.field(default_factory=list, metadata={
-        "metavar": "RESULTS_JSON", "help": "results.json file(s) from `skinvl eval`; fill the card's model-index and tables"})
-    base_model: str | None = dataclasses.field(default=None, metadata={
-        "help": "base_model recorded in the card (default: the one training_settings.json records, else none)"})
-    dataset: list[str] = dataclasses.field(default_factory=list, metadata={
-        "metavar": "REPO_ID", "help": "training dataset id(s) (default: the Hub ids training recorded, else none)"})
     out: str | None = dataclasses.field(default=None, metadata={
         "metavar": "DIR", "help": "write DIR/README.md (DIR may be FOLDER itself) instead of printing the card"})
     overwrite: bool = dataclasses.field(default=False, metadata={"help": "with --out: replace an existing README.md"})
-    force: bool = dataclasses.field(default=False, metadata={
-        "help": "accept --results made with another model than FOLDER's (the card says so); refused otherwise"})
 
 
 def preview_card(options: CardOptions) -> str:
@@ -320,9 +324,7 @@ def preview_card(options: CardOptions) -> str:
     if not (folder / "config.json").is_file():
         raise _refuse(f"{folder}: no config.json; give a checkpoint folder written by save_pretrained "
                       "(or `skinvl convert`)")
-    config = _read_json(folder / "config.json")
-    if not isinstance(config, dict):
-        raise _refuse(f"{folder / 'config.json'}: expected a JSON object, found {type(config).__name__}")
+    config = _read_config(folder)
     repo_id = options.repo_id or f"OWNER/{folder.resolve().name}"
     check_repo_id(repo_id, "model")
     docs = load_results(options.results)
