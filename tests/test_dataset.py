@@ -231,8 +231,7 @@ def test_card_usage_snippets_run(sample_out: Path, tmp_path: Path) -> None:
     assert len(snippets) >= 2
     # run beside the folder, as a user would: load_dataset("mm-skin", ...) resolves the folder
     # by name, with none of our code imported
-    # each snippet in its own interpreter, as a reader runs them (one process decoding images and then
-    # streaming aborts at exit inside pyarrow/datasets now and then: not ours, and not what we test)
+    # each snippet in its own interpreter, as a reader runs them
     outputs = []
     for index, snippet in enumerate(snippets):
         code = snippet + "\nimport sys\nassert 'mm_skin_dataset' not in sys.modules and 'skinvl' not in sys.modules\n"
