@@ -473,7 +473,9 @@ def _check_loads(root: Path, name: str) -> None:
 
     try:
         for split in datasets.load_dataset(str(root), name, streaming=True).values():
-            row = next(iter(split))
+            # closed at once: a half-read stream left open until exit can abort the process there
+            with contextlib.closing(iter(split)) as rows:
+                row = next(rows)
             image = row.get("image") if "image" in row else (row.get("images") or [None])[0]
             if image is not None:
                 image.load()
